@@ -1,0 +1,105 @@
+"""llm-edge: self-hosted LLMs on Kubernetes, published through Cloudflare Tunnels.
+
+Reads the typed stack config and composes the components; resource details live in components/.
+"""
+
+import json
+
+import pulumi
+
+from components.cluster import ClusterStack, ClusterStackArgs
+from components.config import load_stack_config
+from components.edge_zone import EdgeZone, EdgeZoneArgs
+from components.secret_delivery import SecretRef
+from components.traffic import TrafficSwitch, TrafficSwitchArgs
+from components.tunnel import IngressRule, InferenceTunnel, InferenceTunnelArgs, OriginRequest
+from components.vault import SecretVault, SecretVaultArgs, VaultEntry
+
+config = load_stack_config()
+stack = config.stack
+raw_config = pulumi.Config()
+
+zone = EdgeZone(
+    "edge",
+    EdgeZoneArgs(
+        account_id=config.cloudflare.account_id,
+        zone=config.cloudflare.zone,
+        manage_zone=config.edge.manage_zone,
+        create_zone=config.edge.create_zone,
+    ),
+)
+
+origin_request = OriginRequest(
+    connect_timeout_seconds=config.tunnel.connect_timeout_seconds,
+    keep_alive_connections=config.tunnel.keep_alive_connections,
+    keep_alive_timeout_seconds=config.tunnel.keep_alive_timeout_seconds,
+)
+tunnels = {}
+for cluster_name in config.clusters:
+    origin = config.origin_service(cluster_name)
+    validation_host = config.validation_hostname(cluster_name)
+    # Every tunnel accepts the public hostname too, so moving traffic changes no tunnel.
+    tunnels[cluster_name] = InferenceTunnel(
+        f"tunnel-{cluster_name}",
+        InferenceTunnelArgs(
+            account_id=config.cloudflare.account_id,
+            zone_id=zone.zone_id,
+            tunnel_name=f"llm-edge-{stack}-{cluster_name}",
+            ingress=[IngressRule(validation_host, origin), IngressRule(config.public_hostname, origin)],
+            origin_request=origin_request,
+            dns_hostnames=[validation_host],
+        ),
+    )
+
+base_url = f"https://{config.public_hostname}/v1"
+vault = SecretVault(
+    "vault",
+    SecretVaultArgs(
+        prefix=config.secret_prefix,
+        recovery_window_days=config.secrets.recovery_window_days,
+        kms_key_id=config.secrets.kms_key_id,
+        tags={"llm-edge:stack": stack, "managed-by": "pulumi"},
+        entries={
+            **{
+                f"tunnel-token/{name}": VaultEntry(tunnel.token, f"cloudflared connector token, cluster {name}")
+                for name, tunnel in tunnels.items()
+            },
+            "endpoint": VaultEntry(
+                json.dumps({"base_url": base_url, "stack": stack}),
+                "Public OpenAI-compatible endpoint of this stack, for applications",
+            ),
+        },
+    ),
+)
+
+clusters = {}
+for cluster_name, cluster in config.clusters.items():
+    token_key = f"tunnel-token/{cluster_name}"
+    clusters[cluster_name] = ClusterStack(
+        cluster_name,
+        ClusterStackArgs(
+            cluster_name=cluster_name,
+            cluster=cluster,
+            config=config,
+            kubeconfig=(
+                raw_config.require_secret(cluster.kubeconfig_config_key) if cluster.kubeconfig_config_key else None
+            ),
+            tunnel_token=SecretRef(vault.names[token_key], vault.arns[token_key], tunnels[cluster_name].token),
+        ),
+    )
+
+traffic = TrafficSwitch(
+    "traffic",
+    TrafficSwitchArgs(
+        zone_id=zone.zone_id,
+        public_hostname=config.public_hostname,
+        active_cluster=config.active_cluster,
+        tunnel_cnames={name: tunnel.cname for name, tunnel in tunnels.items()},
+    ),
+)
+
+pulumi.export("baseUrl", base_url)
+pulumi.export("activeCluster", config.active_cluster)
+pulumi.export("tunnels", {name: tunnel.tunnel_id for name, tunnel in tunnels.items()})
+pulumi.export("validationUrls", {name: f"https://{config.validation_hostname(name)}/v1" for name in config.clusters})
+pulumi.export("secretArns", vault.arns)

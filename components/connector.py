@@ -1,0 +1,122 @@
+"""CloudflaredConnector: the cloudflared Deployment that dials out to Cloudflare for one tunnel.
+
+Follows Cloudflare's Kubernetes guide (token in `TUNNEL_TOKEN`, `--no-autoupdate`, metrics and
+`/ready` on :2000) and hardens it: pinned image, replicas spread across nodes, tolerations for
+tainted GPU nodes, requests and limits, non-root with a read-only root filesystem, and a
+PodDisruptionBudget so that node drains never take the tunnel down.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.config import Resources, Taint
+from components.labels import object_labels, selector_labels
+from components.workload import (
+    disruption_budget,
+    hardened_container_security,
+    non_root_pod_security,
+    resource_requirements,
+    spread_across_nodes,
+    tolerations,
+)
+
+APP = "cloudflared"
+METRICS_PORT = 2000
+# The distroless cloudflared image runs as this user.
+NONROOT_UID = 65532
+
+
+@dataclass(frozen=True)
+class CloudflaredConnectorArgs:
+    namespace: pulumi.Input[str]
+    instance: str
+    replicas: int
+    image: str
+    resources: Resources
+    tolerated_taints: list[Taint]
+    token_secret_name: str
+    token_secret_key: str
+    depends_on: list[pulumi.Resource]
+
+
+class CloudflaredConnector(pulumi.ComponentResource):
+    selector: dict[str, str]
+    deployment: k8s.apps.v1.Deployment
+
+    def __init__(self, name: str, args: CloudflaredConnectorArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-edge:tunnel:CloudflaredConnector", name, None, opts)
+        self.selector = selector_labels(APP, args.instance)
+        metadata = k8s.meta.v1.ObjectMetaArgs(
+            name=APP, namespace=args.namespace, labels=object_labels(APP, args.instance, "connector")
+        )
+        container = k8s.core.v1.ContainerArgs(
+            name=APP,
+            image=args.image,
+            args=["tunnel", "--no-autoupdate", "--loglevel", "info", "--metrics", f"0.0.0.0:{METRICS_PORT}", "run"],
+            env=[
+                k8s.core.v1.EnvVarArgs(
+                    name="TUNNEL_TOKEN",
+                    value_from=k8s.core.v1.EnvVarSourceArgs(
+                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
+                            name=args.token_secret_name, key=args.token_secret_key
+                        )
+                    ),
+                )
+            ],
+            ports=[k8s.core.v1.ContainerPortArgs(name="metrics", container_port=METRICS_PORT)],
+            # /ready answers 200 only while the connector holds at least one connection to the edge.
+            liveness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port=METRICS_PORT),
+                initial_delay_seconds=10,
+                period_seconds=10,
+                failure_threshold=3,
+            ),
+            readiness_probe=k8s.core.v1.ProbeArgs(
+                http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port=METRICS_PORT),
+                period_seconds=5,
+            ),
+            resources=resource_requirements(args.resources),
+            security_context=hardened_container_security(),
+        )
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            k8s.apps.v1.DeploymentInitArgs(
+                metadata=metadata,
+                spec=k8s.apps.v1.DeploymentSpecArgs(
+                    replicas=args.replicas,
+                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
+                    strategy=k8s.apps.v1.DeploymentStrategyArgs(
+                        type="RollingUpdate",
+                        rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
+                    ),
+                    template=k8s.core.v1.PodTemplateSpecArgs(
+                        metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels(APP, args.instance, "connector")),
+                        spec=k8s.core.v1.PodSpecArgs(
+                            containers=[container],
+                            automount_service_account_token=False,
+                            # Lets cloudflared proxy ICMP (ping, traceroute) as its own user, as in Cloudflare's guide.
+                            security_context=non_root_pod_security(
+                                NONROOT_UID, sysctls={"net.ipv4.ping_group_range": f"{NONROOT_UID} {NONROOT_UID}"}
+                            ),
+                            tolerations=tolerations(args.tolerated_taints),
+                            topology_spread_constraints=spread_across_nodes(self.selector),
+                            termination_grace_period_seconds=40,
+                        ),
+                    ),
+                ),
+            ),
+            pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+        )
+        self.disruption_budget = disruption_budget(
+            f"{name}-pdb",
+            k8s.meta.v1.ObjectMetaArgs(
+                name=APP, namespace=args.namespace, labels=object_labels(APP, args.instance, "connector")
+            ),
+            self.selector,
+            self,
+        )
+        self.register_outputs({})

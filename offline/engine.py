@@ -1,0 +1,255 @@
+"""One engine for tests and `synth`: run the real `__main__.py` under Pulumi mocks.
+
+The stack's `Pulumi.<stack>.yaml` (plus the defaults declared in `Pulumi.yaml`) becomes the
+config; every resource registration, invoke and the stack outputs are recorded as they were
+sent to the (mock) engine, secrets still marked as secrets.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import runpy
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+PROJECT = "llm-edge"
+OFFLINE_SECRET_PLACEHOLDER = "offline-placeholder-for-a-secure-config-value"
+
+# Provider ids and attributes the mocks answer with. Deterministic, so that two runs of the same
+# config register identical inputs (the traffic-change property depends on it).
+MOCK_ZONE_ID = "0" * 31 + "1"
+MOCK_ACCOUNT = "123456789012"
+MOCK_REGION = "eu-west-1"
+
+
+@dataclass
+class Resource:
+    type: str
+    name: str
+    urn: str
+    parent_urn: Optional[str]
+    provider_urn: Optional[str]
+    inputs: dict[str, Any]
+    custom: bool
+
+    @property
+    def is_provider(self) -> bool:
+        return self.type.startswith("pulumi:providers:")
+
+
+@dataclass
+class StackRun:
+    stack: str
+    config: dict[str, Any]
+    resources: list[Resource] = field(default_factory=list)
+    invokes: list[tuple[str, dict]] = field(default_factory=list)
+    outputs: dict[str, Any] = field(default_factory=dict)
+
+    def by_urn(self) -> dict[str, Resource]:
+        return {r.urn: r for r in self.resources}
+
+    def name_of(self, urn: Optional[str]) -> Optional[str]:
+        if not urn:
+            return None
+        return urn.split("::")[-1]
+
+    def of_type(self, type_token: str) -> list[Resource]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def one(self, type_token: str, name: str) -> Resource:
+        matches = [r for r in self.resources if r.type == type_token and r.name == name]
+        if len(matches) != 1:
+            known = sorted(r.name for r in self.of_type(type_token))
+            raise KeyError(f"{type_token} {name!r}: {len(matches)} registered (known: {known})")
+        return matches[0]
+
+    def children_of(self, component: Resource) -> list[Resource]:
+        """Every resource below a component, however deep."""
+        parents = {r.urn: r.parent_urn for r in self.resources}
+        result = []
+        for r in self.resources:
+            up = r.parent_urn
+            while up is not None:
+                if up == component.urn:
+                    result.append(r)
+                    break
+                up = parents.get(up)
+        return result
+
+
+def _stable_id(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
+
+
+def _mock_state(args) -> dict[str, Any]:
+    """What a provider would return on create: the inputs plus the outputs programs read."""
+    state = dict(args.inputs)
+    token = args.typ
+    if token == "random:index/randomBytes:RandomBytes":
+        length = int(args.inputs.get("length", 32))
+        state.update(base64="A" * (4 * ((length + 2) // 3)), hex="0" * (2 * length))
+    elif token == "random:index/randomPassword:RandomPassword":
+        state["result"] = "p" * int(args.inputs.get("length", 32))
+    elif token == "aws:secretsmanager/secret:Secret":
+        state["arn"] = f"arn:aws:secretsmanager:{MOCK_REGION}:{MOCK_ACCOUNT}:secret:{args.inputs['name']}-{_stable_id(args.name)[:6]}"
+    elif token == "aws:iam/role:Role":
+        state["arn"] = f"arn:aws:iam::{MOCK_ACCOUNT}:role/{args.inputs.get('name', args.name)}"
+    return state
+
+
+class _Mocks:
+    """The pulumi.runtime.Mocks protocol: ids and invoke results."""
+
+    def new_resource(self, args):
+        return _stable_id(f"{args.typ}::{args.name}"), _mock_state(args)
+
+    def call(self, args):
+        if args.token == "cloudflare:index/getZone:getZone":
+            name = (args.args.get("filter") or {}).get("name", "example.com")
+            return {"id": MOCK_ZONE_ID, "zoneId": MOCK_ZONE_ID, "name": name}
+        if args.token == "cloudflare:index/getZeroTrustTunnelCloudflaredToken:getZeroTrustTunnelCloudflaredToken":
+            return {"token": f"offline-token-{args.args.get('tunnelId')}", **args.args}
+        raise NotImplementedError(f"the offline engine has no answer for invoke {args.token}")
+
+
+def _record_monitor(run: StackRun):
+    """A MockMonitor that also records parent, provider, raw inputs and stack outputs."""
+    from pulumi.runtime import mocks, rpc
+
+    lock = threading.Lock()
+
+    class RecordingMonitor(mocks.MockMonitor):
+        def RegisterResource(self, request):
+            response = super().RegisterResource(request)
+            if request.type != "pulumi:pulumi:Stack":
+                inputs = _integral_numbers(rpc.deserialize_properties(request.object, keep_unknowns=True))
+                resource = Resource(
+                    type=request.type,
+                    name=request.name,
+                    urn=response.urn,
+                    parent_urn=request.parent or None,
+                    # A provider reference is `<urn>::<id>`.
+                    provider_urn=request.provider.rsplit("::", 1)[0] if request.provider else None,
+                    inputs=inputs,
+                    custom=bool(request.custom),
+                )
+                with lock:
+                    run.resources.append(resource)
+            return response
+
+        def RegisterResourceOutputs(self, request):
+            if request.urn.split("::")[2] == "pulumi:pulumi:Stack":
+                with lock:
+                    run.outputs = _integral_numbers(rpc.deserialize_properties(request.outputs, keep_unknowns=True))
+            return super().RegisterResourceOutputs(request)
+
+        def Invoke(self, request):
+            with lock:
+                run.invokes.append((request.tok, rpc.deserialize_properties(request.args)))
+            return super().Invoke(request)
+
+    return RecordingMonitor(_Mocks())
+
+
+def _integral_numbers(value: Any) -> Any:
+    """The wire format carries every number as a double; give integers back their type."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral_numbers(v) for v in value]
+    return value
+
+
+def load_stack_file(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[str]]:
+    """Config of `Pulumi.<stack>.yaml` over the defaults of `Pulumi.yaml`, as the CLI passes it.
+
+    `secure:` values cannot be decrypted offline: they become a placeholder marked secret.
+    """
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.name}: create it or pick an existing stack")
+    project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
+    stack_doc = yaml.safe_load(path.read_text()) or {}
+    return config_from_mapping(
+        {
+            **{k: v["default"] for k, v in (project.get("config") or {}).items() if isinstance(v, dict) and "default" in v},
+            **(stack_doc.get("config") or {}),
+        }
+    )
+
+
+def config_from_mapping(mapping: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
+    config, secret_keys = {}, []
+    for key, value in mapping.items():
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        if _has_secure(value):
+            secret_keys.append(full_key)
+            value = _replace_secure(value)
+        config[full_key] = value if isinstance(value, str) else json.dumps(value)
+    return config, secret_keys
+
+
+def _has_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        return set(value) == {"secure"} or any(_has_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_secure(v) for v in value)
+    return False
+
+
+def _replace_secure(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"secure"}:
+            return OFFLINE_SECRET_PLACEHOLDER
+        return {k: _replace_secure(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_secure(v) for v in value]
+    return value
+
+
+_run_lock = threading.Lock()
+
+
+def run_program(
+    stack: str, config: dict[str, str], secret_keys: list[str] = (), program: Path = ROOT / "__main__.py"
+) -> StackRun:
+    """Run the Pulumi program under mocks and return what it registered.
+
+    Runs are serialised: the Pulumi runtime keeps its settings in process-wide state.
+    """
+    import pulumi
+    from pulumi.runtime import settings
+    from pulumi.runtime.stack import run_in_stack
+    from pulumi.runtime.sync_await import _sync_await
+
+    if str(program.parent) not in sys.path:
+        sys.path.insert(0, str(program.parent))
+    run = StackRun(stack=stack, config=dict(config))
+    with _run_lock:
+        settings.reset_options(project=PROJECT, stack=stack, preview=False)
+        settings.SETTINGS.rpc_manager.clear()
+        settings.SETTINGS.outputs.clear()
+        pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=False, monitor=_record_monitor(run))
+        pulumi.runtime.set_all_config(dict(config), list(secret_keys))
+        settings.ROOT.set(None)
+        _sync_await(run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__")))
+    return run
+
+
+def run_stack(stack: str, overrides: Optional[dict[str, Any]] = None, root: Path = ROOT) -> StackRun:
+    """Run the program with `Pulumi.<stack>.yaml`, optionally replacing whole top-level keys."""
+    config, secret_keys = load_stack_file(stack, root)
+    if overrides:
+        extra, extra_secrets = config_from_mapping(overrides)
+        config.update(extra)
+        secret_keys = sorted(set(secret_keys) | set(extra_secrets))
+    return run_program(stack, config, secret_keys, root / "__main__.py")
