@@ -19,8 +19,8 @@ PROJECT = "llm-edge"
 
 HOSTNAME_PATTERN = r"^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$"
 DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
-# An image reference is pinned when it carries a digest or an explicit tag other than `latest`.
-PINNED_IMAGE_PATTERN = r"^[^\s:@]+(:[0-9A-Za-z_][0-9A-Za-z_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
+# `[registry[:port]/]path[:tag][@sha256:digest]`, lower-case path as registries require.
+IMAGE_PATTERN = r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9._/-]+(:[0-9A-Za-z_][0-9A-Za-z_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
 
 
@@ -43,7 +43,7 @@ Quantity = Annotated[str, Field(pattern=QUANTITY_PATTERN)]
 
 def is_pinned_image(image: str) -> bool:
     """True when the image names a tag other than `latest`, or a digest."""
-    if not re.match(PINNED_IMAGE_PATTERN, image):
+    if not re.match(IMAGE_PATTERN, image):
         return False
     name = image.split("@", 1)[0]
     tag = name.rsplit(":", 1)[1] if ":" in name.rsplit("/", 1)[-1] else None

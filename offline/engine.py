@@ -104,7 +104,7 @@ def _mock_state(args) -> dict[str, Any]:
     return state
 
 
-class _Mocks:
+class OfflineMocks:
     """The pulumi.runtime.Mocks protocol: ids and invoke results."""
 
     def new_resource(self, args):
@@ -155,7 +155,7 @@ def _record_monitor(run: StackRun):
                 run.invokes.append((request.tok, rpc.deserialize_properties(request.args)))
             return super().Invoke(request)
 
-    return RecordingMonitor(_Mocks())
+    return RecordingMonitor(OfflineMocks())
 
 
 def _integral_numbers(value: Any) -> Any:
@@ -238,7 +238,7 @@ def run_program(
         settings.reset_options(project=PROJECT, stack=stack, preview=False)
         settings.SETTINGS.rpc_manager.clear()
         settings.SETTINGS.outputs.clear()
-        pulumi.runtime.set_mocks(_Mocks(), project=PROJECT, stack=stack, preview=False, monitor=_record_monitor(run))
+        pulumi.runtime.set_mocks(OfflineMocks(), project=PROJECT, stack=stack, preview=False, monitor=_record_monitor(run))
         pulumi.runtime.set_all_config(dict(config), list(secret_keys))
         settings.ROOT.set(None)
         _sync_await(run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__")))

