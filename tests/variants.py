@@ -18,4 +18,5 @@ EXTERNAL_SECRETS_OVERRIDES = {
 VARIANTS = [
     ("dev", "dev", None),
     ("dev-external-secrets", "dev", EXTERNAL_SECRETS_OVERRIDES),
+    ("prod", "prod", None),
 ]
