@@ -10,11 +10,24 @@ import pulumi_kubernetes as k8s
 
 from components.config import Cluster, StackConfig
 from components.connector import CloudflaredConnector, CloudflaredConnectorArgs
-from components.labels import PART_OF
-from components.secret_delivery import SecretDelivery, SecretDeliveryArgs, SecretRef
+from components.connector import APP as CONNECTOR_APP
+from components.connector import METRICS_PORT as CONNECTOR_METRICS_PORT
+from components.credentials import ClusterSecrets
+from components.gateway import PORT as GATEWAY_PORT
+from components.gateway import Gateway, GatewayArgs, Upstream
+from components.labels import PART_OF, selector_labels
+from components.network_policy import Allow, NamespaceFirewall, NamespaceFirewallArgs
+from components.secret_delivery import SecretDelivery, SecretDeliveryArgs
+from components.vault import SecretRef
+from components.vllm import PORT as VLLM_PORT
+from components.vllm import SecretKey, VllmServer, VllmServerArgs
+from components.vllm import service_url as vllm_service_url
 
-TUNNEL_TOKEN_SECRET = "cloudflared-token"
-TUNNEL_TOKEN_KEY = "token"
+TUNNEL_TOKEN = SecretKey("cloudflared-token", "token")
+VLLM_API_KEY = SecretKey("vllm-api-key", "api-key")
+HUGGING_FACE_TOKEN = SecretKey("hugging-face-token", "token")
+CLIENT_KEY_HASHES_SECRET = "gateway-client-key-hashes"
+BACKEND_KEYS_SECRET = "backend-api-keys"
 
 
 @dataclass(frozen=True)
@@ -24,7 +37,7 @@ class ClusterStackArgs:
     config: StackConfig
     # A whole kubeconfig (secret), when the cluster is not reached through a local context.
     kubeconfig: Optional[pulumi.Input[str]]
-    tunnel_token: SecretRef
+    secrets: ClusterSecrets
 
 
 class ClusterStack(pulumi.ComponentResource):
@@ -34,7 +47,7 @@ class ClusterStack(pulumi.ComponentResource):
     def __init__(self, name: str, args: ClusterStackArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-edge:cluster:ClusterStack", name, None, opts)
         cluster, config = args.cluster, args.config
-        instance = f"{config.stack}-{args.cluster_name}"
+        self.instance = instance = f"{config.stack}-{args.cluster_name}"
         # Named after the cluster so that rendered manifests and plans group by it.
         self.provider = k8s.Provider(
             args.cluster_name,
@@ -63,6 +76,18 @@ class ClusterStack(pulumi.ComponentResource):
             in_cluster,
         )
         namespace = self.namespace.metadata.apply(lambda m: m.name)
+        plans = [config.model_plan(model, args.cluster_name) for model in config.models]
+        plans = [plan for plan in plans if plan.replicas > 0]
+
+        secrets = args.secrets
+        delivered = {TUNNEL_TOKEN: secrets.tunnel_token}
+        if plans or config.gateway.enabled:
+            delivered[VLLM_API_KEY] = secrets.vllm_api_key
+        if plans and secrets.hugging_face_token is not None:
+            delivered[HUGGING_FACE_TOKEN] = secrets.hugging_face_token
+        if config.gateway.enabled:
+            delivered.update({SecretKey(CLIENT_KEY_HASHES_SECRET, n): ref for n, ref in secrets.client_key_hashes.items()})
+            delivered.update({SecretKey(BACKEND_KEYS_SECRET, n): ref for n, ref in secrets.backend_keys.items()})
         self.secrets = SecretDelivery(
             f"{name}-secrets",
             SecretDeliveryArgs(
@@ -70,7 +95,7 @@ class ClusterStack(pulumi.ComponentResource):
                 namespace=namespace,
                 namespace_name=cluster.namespace,
                 instance=instance,
-                secrets={TUNNEL_TOKEN_SECRET: {TUNNEL_TOKEN_KEY: args.tunnel_token}},
+                secrets=_by_secret(delivered),
                 region=config.secrets.region,
                 refresh_interval=config.secrets.refresh_interval,
                 oidc_provider_arn=cluster.oidc_provider_arn,
@@ -88,10 +113,92 @@ class ClusterStack(pulumi.ComponentResource):
                 image=cluster.connector.image,
                 resources=cluster.connector.resources,
                 tolerated_taints=cluster.tolerated_taints,
-                token_secret_name=TUNNEL_TOKEN_SECRET,
-                token_secret_key=TUNNEL_TOKEN_KEY,
+                token_secret_name=TUNNEL_TOKEN.secret_name,
+                token_secret_key=TUNNEL_TOKEN.key,
                 depends_on=self.secrets.ready,
             ),
             in_cluster,
         )
+        self.models = {
+            plan.name: VllmServer(
+                f"{name}-vllm-{plan.name}",
+                VllmServerArgs(
+                    namespace=namespace,
+                    instance=instance,
+                    plan=plan,
+                    gpu=cluster.gpu,
+                    api_key=VLLM_API_KEY,
+                    hugging_face_token=HUGGING_FACE_TOKEN if HUGGING_FACE_TOKEN in delivered else None,
+                    depends_on=self.secrets.ready,
+                ),
+                in_cluster,
+            )
+            for plan in plans
+        }
+        self.gateway = None
+        if config.gateway.enabled:
+            self.gateway = Gateway(
+                f"{name}-gateway",
+                GatewayArgs(
+                    namespace=namespace,
+                    instance=instance,
+                    settings=config.gateway,
+                    upstreams=self._upstreams(config, cluster.namespace, set(secrets.backend_keys)),
+                    client_key_hashes={n: SecretKey(CLIENT_KEY_HASHES_SECRET, n) for n in secrets.client_key_hashes},
+                    tolerated_taints=cluster.tolerated_taints,
+                    depends_on=self.secrets.ready,
+                ),
+                in_cluster,
+            )
+        if config.network_policies.enabled:
+            NamespaceFirewall(
+                f"{name}-firewall",
+                NamespaceFirewallArgs(
+                    namespace=namespace,
+                    instance=instance,
+                    monitoring_namespace=config.network_policies.monitoring_namespace,
+                    allows=self._allows(config),
+                ),
+                in_cluster,
+            )
         self.register_outputs({})
+
+    def _upstreams(self, config: StackConfig, namespace: str, keyed_backends: set[str]) -> list[Upstream]:
+        """Each model name clients send -> its vLLM Service in this cluster, or an external backend."""
+        upstreams = [
+            Upstream(server.served_name, [vllm_service_url(model_name, namespace)], VLLM_API_KEY)
+            for model_name, server in self.models.items()
+        ]
+        for backend_name, backend in config.backends.items():
+            key = SecretKey(BACKEND_KEYS_SECRET, backend_name) if backend_name in keyed_backends else None
+            upstreams += [Upstream(model, [backend.url.rstrip("/")], key) for model in backend.models]
+        return upstreams
+
+    def _allows(self, config: StackConfig) -> list[Allow]:
+        """One hop of the request path each: tunnel -> gateway -> vLLM, metrics from monitoring."""
+        connector = selector_labels(CONNECTOR_APP, self.instance)
+        routed_models = {route.backend for route in config.routes if route.backend in config.models}
+        allows = [
+            Allow("allow-metrics-to-cloudflared", to=connector, ports=[CONNECTOR_METRICS_PORT], from_pods=[], from_monitoring=True)
+        ]
+        if self.gateway is not None:
+            # The gateway serves /metrics on its API port, so the monitoring namespace reaches that port.
+            allows.append(Allow("allow-to-gateway", to=self.gateway.selector, ports=[GATEWAY_PORT], from_pods=[connector], from_monitoring=True))
+        for model_name, server in self.models.items():
+            sources = [self.gateway.selector] if self.gateway is not None else []
+            # The tunnel reaches vLLM itself only without a gateway, or for a hostname route to the model.
+            if self.gateway is None or model_name in routed_models:
+                sources.append(connector)
+            # vLLM serves /metrics on its API port too.
+            allows.append(
+                Allow(f"allow-to-vllm-{model_name}", to=server.selector, ports=[VLLM_PORT], from_pods=sources, from_monitoring=True)
+            )
+        return allows
+
+
+def _by_secret(delivered: dict[SecretKey, SecretRef]) -> dict[str, dict[str, SecretRef]]:
+    """Group single keys into the Kubernetes Secrets that hold them."""
+    grouped: dict[str, dict] = {}
+    for key, ref in delivered.items():
+        grouped.setdefault(key.secret_name, {})[key.key] = ref
+    return grouped

@@ -18,19 +18,11 @@ import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
 from components.labels import object_labels
+from components.vault import SecretRef
 
 ESO_API_VERSION = "external-secrets.io/v1"
 STORE_NAME = "llm-edge-aws"
 STORE_SERVICE_ACCOUNT = "llm-edge-secrets-reader"
-
-
-@dataclass(frozen=True)
-class SecretRef:
-    """One key of a Kubernetes Secret, backed by one AWS secret."""
-
-    aws_name: str
-    aws_arn: pulumi.Input[str]
-    value: pulumi.Input[str]
 
 
 @dataclass(frozen=True)
@@ -106,7 +98,11 @@ class SecretDelivery(pulumi.ComponentResource):
                     "secretStoreRef": {"name": STORE_NAME, "kind": "SecretStore"},
                     "target": {"name": secret_name, "creationPolicy": "Owner"},
                     "data": [
-                        {"secretKey": key, "remoteRef": {"key": ref.aws_name}} for key, ref in data.items()
+                        {
+                            "secretKey": key,
+                            "remoteRef": {"key": ref.aws_name, **({"property": ref.property} if ref.property else {})},
+                        }
+                        for key, ref in data.items()
                     ],
                 },
                 opts=pulumi.ResourceOptions(parent=self, depends_on=[store]),

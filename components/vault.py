@@ -16,6 +16,17 @@ class VaultEntry:
 
 
 @dataclass(frozen=True)
+class SecretRef:
+    """One stored secret: where it lives in AWS, and its value for direct delivery."""
+
+    aws_name: str
+    aws_arn: pulumi.Input[str]
+    value: pulumi.Input[str]
+    # For a JSON secret: the property holding this value.
+    property: Optional[str] = None
+
+
+@dataclass(frozen=True)
 class SecretVaultArgs:
     # Full names are `<prefix>/<entry key>`, e.g. `llm-edge/prod/tunnel-token/blue`.
     prefix: str
@@ -32,7 +43,7 @@ class SecretVault(pulumi.ComponentResource):
     def __init__(self, name: str, args: SecretVaultArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-edge:secrets:SecretVault", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.names, self.arns = {}, {}
+        self.names, self.arns, self._values = {}, {}, {}
         for key, entry in args.entries.items():
             slug = key.replace("/", "-")
             full_name = f"{args.prefix}/{key}"
@@ -56,4 +67,9 @@ class SecretVault(pulumi.ComponentResource):
             )
             self.names[key] = full_name
             self.arns[key] = secret.arn
+            self._values[key] = entry.value
         self.register_outputs({"arns": self.arns})
+
+    def ref(self, key: str, property: Optional[str] = None, value: Optional[pulumi.Input[str]] = None) -> SecretRef:
+        """A reference to an entry; for a JSON entry, to one property of it (with that property's value)."""
+        return SecretRef(self.names[key], self.arns[key], self._values[key] if value is None else value, property)

@@ -20,8 +20,13 @@ def test_no_plain_kubernetes_secret_is_written(eso):
     assert objects(eso, "dev", "Secret") == []
 
 
+def external_secret(run, name):
+    [found] = [o for o in objects(run, "dev", "ExternalSecret") if o["metadata"]["name"] == name]
+    return found
+
+
 def test_external_secret_copies_the_token_from_aws(eso):
-    [external] = objects(eso, "dev", "ExternalSecret")
+    external = external_secret(eso, "cloudflared-token")
     assert external["apiVersion"] == "external-secrets.io/v1"
     spec = external["spec"]
     assert spec["target"]["name"] == "cloudflared-token"
@@ -50,12 +55,23 @@ def test_reader_role_trusts_only_that_service_account(eso):
     }
 
 
-def test_reader_policy_names_only_this_clusters_secrets(eso):
+def test_client_key_hashes_come_from_one_json_secret_by_property(eso):
+    external = external_secret(eso, "gateway-client-key-hashes")
+    assert external["spec"]["data"] == [
+        {"secretKey": "dev-team", "remoteRef": {"key": "llm-edge/dev/gateway/client-key-hashes", "property": "dev-team"}}
+    ]
+
+
+def test_reader_policy_names_only_what_the_cluster_needs_never_plaintext_client_keys(eso):
     [policy] = eso.of_type("aws:iam/rolePolicy:RolePolicy")
     document = json.loads(plain(policy)["policy"])
     [statement] = document["Statement"]
     assert statement["Action"] == ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
-    assert statement["Resource"] == [eso.outputs["secretArns"]["tunnel-token/dev"]]
+    arns = eso.outputs["secretArns"]
+    assert statement["Resource"] == sorted(
+        [arns["tunnel-token/dev"], arns["vllm-api-key"], arns["gateway/client-key-hashes"]]
+    )
+    assert arns["gateway/clients/dev-team"] not in statement["Resource"]
     assert "*" not in json.dumps(statement["Resource"])
 
 

@@ -52,7 +52,13 @@ def test_public_and_validation_hostnames_are_proxied_cnames_to_the_tunnel(dev):
 
 def test_tunnel_token_is_stored_in_aws_as_a_secret(dev):
     secrets = {plain(s)["name"]: s for s in dev.of_type(AWS_SECRET)}
-    assert set(secrets) == {"llm-edge/dev/tunnel-token/dev", "llm-edge/dev/endpoint"}
+    assert set(secrets) == {
+        "llm-edge/dev/tunnel-token/dev",
+        "llm-edge/dev/endpoint",
+        "llm-edge/dev/vllm-api-key",
+        "llm-edge/dev/gateway/clients/dev-team",
+        "llm-edge/dev/gateway/client-key-hashes",
+    }
     assert plain(secrets["llm-edge/dev/tunnel-token/dev"])["recoveryWindowInDays"] == 7
     version = dev.one(AWS_SECRET_VERSION, "vault-tunnel-token-dev-value")
     assert secret_marked(version.inputs["secretString"])
