@@ -16,6 +16,7 @@ from components.credentials import ClusterSecrets
 from components.gateway import PORT as GATEWAY_PORT
 from components.gateway import Gateway, GatewayArgs, Upstream
 from components.labels import PART_OF, selector_labels
+from components.preview import disposable_annotations, disposable_labels
 from components.network_policy import Allow, NamespaceFirewall, NamespaceFirewallArgs
 from components.secret_delivery import SecretDelivery, SecretDeliveryArgs
 from components.vault import SecretRef
@@ -70,13 +71,17 @@ class ClusterStack(pulumi.ComponentResource):
                         "pod-security.kubernetes.io/enforce": "baseline",
                         "pod-security.kubernetes.io/warn": "restricted",
                         "pod-security.kubernetes.io/audit": "restricted",
+                        # Previews: marks the namespace as safe to delete with its pull request.
+                        **disposable_labels(config),
                     },
+                    annotations=disposable_annotations(config) or None,
                 )
             ),
             in_cluster,
         )
         namespace = self.namespace.metadata.apply(lambda m: m.name)
-        plans = [config.model_plan(model, args.cluster_name) for model in config.models]
+        # A preview runs no GPUs: its gateway routes to the source stack's model Services.
+        plans = [] if config.is_preview else [config.model_plan(model, args.cluster_name) for model in config.models]
         plans = [plan for plan in plans if plan.replicas > 0]
 
         secrets = args.secrets
@@ -165,10 +170,16 @@ class ClusterStack(pulumi.ComponentResource):
 
     def _upstreams(self, config: StackConfig, namespace: str, keyed_backends: set[str]) -> list[Upstream]:
         """Each model name clients send -> its vLLM Service in this cluster, or an external backend."""
-        upstreams = [
-            Upstream(server.served_name, [vllm_service_url(model_name, namespace)], VLLM_API_KEY)
-            for model_name, server in self.models.items()
-        ]
+        if config.is_preview:
+            upstreams = [
+                Upstream(model.served_name or model_name, [vllm_service_url(model_name, config.preview.models_namespace)], VLLM_API_KEY)
+                for model_name, model in config.models.items()
+            ]
+        else:
+            upstreams = [
+                Upstream(server.served_name, [vllm_service_url(model_name, namespace)], VLLM_API_KEY)
+                for model_name, server in self.models.items()
+            ]
         for backend_name, backend in config.backends.items():
             key = SecretKey(BACKEND_KEYS_SECRET, backend_name) if backend_name in keyed_backends else None
             upstreams += [Upstream(model, [backend.url.rstrip("/")], key) for model in backend.models]
@@ -191,7 +202,14 @@ class ClusterStack(pulumi.ComponentResource):
                 sources.append(connector)
             # vLLM serves /metrics on its API port too.
             allows.append(
-                Allow(f"allow-to-vllm-{model_name}", to=server.selector, ports=[VLLM_PORT], from_pods=sources, from_monitoring=True)
+                Allow(
+                    f"allow-to-vllm-{model_name}",
+                    to=server.selector,
+                    ports=[VLLM_PORT],
+                    from_pods=sources,
+                    from_monitoring=True,
+                    from_preview_gateways=config.network_policies.preview_gateways,
+                )
             )
         return allows
 

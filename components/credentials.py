@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
+import pulumi_aws as aws
 import pulumi_random as random
 
 from components.config import StackConfig
@@ -47,7 +48,19 @@ class Credentials(pulumi.ComponentResource):
         super().__init__("llm-edge:secrets:Credentials", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         stack_config = pulumi.Config()
-        vllm_key = random.RandomPassword(f"{name}-vllm-api-key", random.RandomPasswordArgs(length=48, special=False), child)
+        if config.is_preview:
+            # A preview runs no vLLM: its gateway uses the source stack's models, so their key.
+            source = config.preview.source_stack
+            vllm_key = pulumi.Output.secret(
+                aws.secretsmanager.get_secret_version_output(
+                    secret_id=f"{config.secrets.prefix.replace('{stack}', source)}/vllm-api-key",
+                    opts=pulumi.InvokeOutputOptions(parent=self),
+                ).secret_string
+            )
+        else:
+            vllm_key = random.RandomPassword(
+                f"{name}-vllm-api-key", random.RandomPasswordArgs(length=48, special=False), child
+            ).result
         self.client_keys = {
             client.name: pulumi.Output.secret(
                 random.RandomPassword(
@@ -57,8 +70,8 @@ class Credentials(pulumi.ComponentResource):
             for client in config.gateway.clients
         }
         self._client_hashes = {n: key.apply(sha256_hex) for n, key in self.client_keys.items()}
-        self.vault_entries = {"vllm-api-key": VaultEntry(vllm_key.result, "API key vLLM requires on /v1")}
-        if config.hugging_face_token_config_key:
+        self.vault_entries = {"vllm-api-key": VaultEntry(vllm_key, "API key vLLM requires on /v1")}
+        if config.hugging_face_token_config_key and not config.is_preview:
             token = stack_config.require_secret(config.hugging_face_token_config_key)
             self.vault_entries["hugging-face-token"] = VaultEntry(token, "Hugging Face token for gated models")
         for backend_name, backend in config.backends.items():

@@ -16,6 +16,8 @@ import pulumi_kubernetes as k8s
 from components.labels import object_labels
 
 NAMESPACE_NAME_LABEL = "kubernetes.io/metadata.name"
+# Set on the namespaces of pull-request previews (components/preview.py).
+DISPOSABLE_LABEL = "llm-edge.dev/disposable"
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,8 @@ class Allow:
     ports: list[int | str]
     from_pods: list[dict[str, str]]
     from_monitoring: bool = False
+    # Gateway pods of pull-request previews, in namespaces labelled disposable.
+    from_preview_gateways: bool = False
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,13 @@ class NamespaceFirewall(pulumi.ComponentResource):
                         namespace_selector=k8s.meta.v1.LabelSelectorArgs(
                             match_labels={NAMESPACE_NAME_LABEL: args.monitoring_namespace}
                         )
+                    )
+                )
+            if allow.from_preview_gateways:
+                peers.append(
+                    k8s.networking.v1.NetworkPolicyPeerArgs(
+                        namespace_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={DISPOSABLE_LABEL: "true"}),
+                        pod_selector=k8s.meta.v1.LabelSelectorArgs(match_labels={"app.kubernetes.io/name": "gateway"}),
                     )
                 )
             if not peers:

@@ -101,6 +101,8 @@ def _mock_state(args) -> dict[str, Any]:
         state["arn"] = f"arn:aws:secretsmanager:{MOCK_REGION}:{MOCK_ACCOUNT}:secret:{args.inputs['name']}-{_stable_id(args.name)[:6]}"
     elif token == "aws:iam/role:Role":
         state["arn"] = f"arn:aws:iam::{MOCK_ACCOUNT}:role/{args.inputs.get('name', args.name)}"
+    elif token == "cloudflare:index/zeroTrustAccessServiceToken:ZeroTrustAccessServiceToken":
+        state.update(clientId=f"{_stable_id(args.name)}.access", clientSecret="s" * 64)
     return state
 
 
@@ -116,6 +118,9 @@ class OfflineMocks:
             return {"id": MOCK_ZONE_ID, "zoneId": MOCK_ZONE_ID, "name": name}
         if args.token == "cloudflare:index/getZeroTrustTunnelCloudflaredToken:getZeroTrustTunnelCloudflaredToken":
             return {"token": f"offline-token-{args.args.get('tunnelId')}", **args.args}
+        if args.token == "aws:secretsmanager/getSecretVersion:getSecretVersion":
+            secret_id = args.args["secretId"]
+            return {"secretId": secret_id, "secretString": f"offline-secret-of-{secret_id}", "arn": secret_id}
         raise NotImplementedError(f"the offline engine has no answer for invoke {args.token}")
 
 
@@ -175,6 +180,10 @@ def load_stack_file(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list
     `secure:` values cannot be decrypted offline: they become a placeholder marked secret.
     """
     path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists() and stack.startswith("pr-") and stack[3:].isdigit():
+        # A pull-request preview starts as a copy of dev's config, as the pr-stack workflow makes
+        # it; the program derives the preview from the stack name (components/preview.py).
+        path = root / "Pulumi.dev.yaml"
     if not path.exists():
         raise FileNotFoundError(f"no stack file {path.name}: create it or pick an existing stack")
     project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
@@ -245,6 +254,19 @@ def run_program(
     return run
 
 
+def with_offline_secrets(config: dict[str, str], secret_keys: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Secret keys named by a `...ConfigKey` setting but set only on deploying machines
+    (`pulumi config set --secret`) get a placeholder, so that a stack renders offline."""
+    from components.config import config_key_references, decode_project_config
+
+    for key in set(config_key_references(decode_project_config(config))):
+        full_key = f"{PROJECT}:{key}"
+        if full_key not in config:
+            config = {**config, full_key: OFFLINE_SECRET_PLACEHOLDER}
+            secret_keys = sorted(set(secret_keys) | {full_key})
+    return config, secret_keys
+
+
 def run_stack(stack: str, overrides: Optional[dict[str, Any]] = None, root: Path = ROOT) -> StackRun:
     """Run the program with `Pulumi.<stack>.yaml`, optionally replacing whole top-level keys."""
     config, secret_keys = load_stack_file(stack, root)
@@ -252,4 +274,5 @@ def run_stack(stack: str, overrides: Optional[dict[str, Any]] = None, root: Path
         extra, extra_secrets = config_from_mapping(overrides)
         config.update(extra)
         secret_keys = sorted(set(secret_keys) | set(extra_secrets))
+    config, secret_keys = with_offline_secrets(config, secret_keys)
     return run_program(stack, config, secret_keys, root / "__main__.py")
