@@ -9,7 +9,9 @@ import pulumi
 
 from components.cluster import ClusterStack, ClusterStackArgs
 from components.config import load_stack_config
+from components.edge_protection import EdgeProtection, EdgeProtectionArgs
 from components.edge_zone import EdgeZone, EdgeZoneArgs
+from components.preview import disposable_labels
 from components.secret_delivery import SecretRef
 from components.traffic import TrafficSwitch, TrafficSwitchArgs
 from components.tunnel import IngressRule, InferenceTunnel, InferenceTunnelArgs, OriginRequest
@@ -28,11 +30,22 @@ zone = EdgeZone(
         create_zone=config.edge.create_zone,
     ),
 )
+edge_protection = EdgeProtection(
+    "edge-protection",
+    EdgeProtectionArgs(
+        account_id=config.cloudflare.account_id,
+        zone_id=zone.zone_id,
+        hostname=config.public_hostname,
+        rate_limit=config.edge.rate_limit,
+        access=config.edge.access,
+    ),
+)
 
 origin_request = OriginRequest(
     connect_timeout_seconds=config.tunnel.connect_timeout_seconds,
     keep_alive_connections=config.tunnel.keep_alive_connections,
     keep_alive_timeout_seconds=config.tunnel.keep_alive_timeout_seconds,
+    no_tls_verify=config.tunnel.no_tls_verify,
 )
 tunnels = {}
 for cluster_name in config.clusters:
@@ -58,8 +71,9 @@ vault = SecretVault(
         prefix=config.secret_prefix,
         recovery_window_days=config.secrets.recovery_window_days,
         kms_key_id=config.secrets.kms_key_id,
-        tags={"llm-edge:stack": stack, "managed-by": "pulumi"},
+        tags={"llm-edge:stack": stack, "managed-by": "pulumi", **disposable_labels(config)},
         entries={
+            **edge_protection.vault_entries,
             **{
                 f"tunnel-token/{name}": VaultEntry(tunnel.token, f"cloudflared connector token, cluster {name}")
                 for name, tunnel in tunnels.items()

@@ -22,6 +22,8 @@ class OriginRequest:
     connect_timeout_seconds: int
     keep_alive_connections: int
     keep_alive_timeout_seconds: int
+    # Accept any certificate from an https origin (self-signed, in dev); the policy pack forbids it elsewhere.
+    no_tls_verify: bool = False
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,7 @@ class InferenceTunnel(pulumi.ComponentResource):
                         connect_timeout=origin.connect_timeout_seconds,
                         keep_alive_connections=origin.keep_alive_connections,
                         keep_alive_timeout=origin.keep_alive_timeout_seconds,
+                        no_tls_verify=origin.no_tls_verify or None,
                     ),
                 ),
             ),
