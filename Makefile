@@ -14,8 +14,10 @@ $(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
+# SET: space-separated config overrides for this render only, with the path syntax of
+# `pulumi config set --path`, e.g. make synth STACK=prod SET='traffic.active=green'
 synth: $(STAMP)
-	$(PY) -m offline synth --stack $(STACK)
+	$(PY) -m offline synth --stack $(STACK) $(foreach assignment,$(SET),--set '$(assignment)')
 
 test: $(STAMP) tools
 	$(PY) -m pytest

@@ -107,13 +107,19 @@ traffic = TrafficSwitch(
     TrafficSwitchArgs(
         zone_id=zone.zone_id,
         public_hostname=config.public_hostname,
+        mode=config.traffic.mode,
         active_cluster=config.active_cluster,
         tunnel_cnames={name: tunnel.cname for name, tunnel in tunnels.items()},
+        weights=config.traffic_weights,
+        load_balancer=config.traffic.load_balancer,
+        account_id=config.cloudflare.account_id,
+        pool_name_prefix=f"llm-edge-{stack}",
     ),
 )
 
 pulumi.export("baseUrl", base_url)
 pulumi.export("activeCluster", config.active_cluster)
+pulumi.export("traffic", {"mode": config.traffic.mode, "weights": config.traffic_weights if config.traffic.mode == "weighted" else {config.active_cluster: 100}})
 pulumi.export("tunnels", {name: tunnel.tunnel_id for name, tunnel in tunnels.items()})
 pulumi.export("validationUrls", {name: f"https://{config.validation_hostname(name)}/v1" for name in config.clusters})
 pulumi.export("secretArns", vault.arns)

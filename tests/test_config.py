@@ -104,7 +104,7 @@ def test_active_cluster_must_exist_and_is_required_with_several():
     [line] = errors_of(two)
     assert line.startswith("llm-edge:traffic.active: is required")
     [line] = errors_of(with_("traffic", {"active": "purple"}, two))
-    assert line.startswith("llm-edge:traffic.active: must be a declared cluster")
+    assert line.startswith("llm-edge:traffic.active: names no declared cluster")
 
 
 @pytest.mark.parametrize("days,ok", [(0, True), (7, True), (30, True), (3, False), (31, False)])

@@ -15,8 +15,14 @@ EXTERNAL_SECRETS_OVERRIDES = {
     "kubeconfigDev": {"secure": "v1:AAAA"},
 }
 
+# Cut-over steps of docs/migration.md (whole `traffic` key replaced; tests/test_traffic.py).
+PROD_GREEN_ACTIVE_OVERRIDES = {"traffic": {"mode": "dns", "active": "green"}}
+PROD_WEIGHTED_OVERRIDES = {"traffic": {"mode": "weighted", "active": "blue", "weights": {"blue": 90, "green": 10}}}
+
 VARIANTS = [
     ("dev", "dev", None),
     ("dev-external-secrets", "dev", EXTERNAL_SECRETS_OVERRIDES),
     ("prod", "prod", None),
+    ("prod-green-active", "prod", PROD_GREEN_ACTIVE_OVERRIDES),
+    ("prod-weighted", "prod", PROD_WEIGHTED_OVERRIDES),
 ]
