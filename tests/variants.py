@@ -19,10 +19,23 @@ EXTERNAL_SECRETS_OVERRIDES = {
 PROD_GREEN_ACTIVE_OVERRIDES = {"traffic": {"mode": "dns", "active": "green"}}
 PROD_WEIGHTED_OVERRIDES = {"traffic": {"mode": "weighted", "active": "blue", "weights": {"blue": 90, "green": 10}}}
 
+# Cloudflare Access in front of prod's API, for two machine clients.
+PROD_ACCESS_OVERRIDES = {
+    "edge": {
+        "manageZone": True,
+        "rateLimit": {"requestsPerPeriod": 100, "periodSeconds": 10, "mitigationTimeoutSeconds": 10},
+        "access": {"serviceTokens": ["batch-jobs", "chat-app"]},
+    }
+}
+PREVIEW_OVERRIDES = {"preview": {"gatewayImage": "ghcr.io/llm-edge/gateway:pr-123-0a1b2c3"}}
+
 VARIANTS = [
     ("dev", "dev", None),
     ("dev-external-secrets", "dev", EXTERNAL_SECRETS_OVERRIDES),
     ("prod", "prod", None),
     ("prod-green-active", "prod", PROD_GREEN_ACTIVE_OVERRIDES),
     ("prod-weighted", "prod", PROD_WEIGHTED_OVERRIDES),
+    # A pull-request preview as the pr-stack workflow makes it: dev's config plus the PR's gateway image.
+    ("pr-123", "pr-123", PREVIEW_OVERRIDES),
+    ("prod-access", "prod", PROD_ACCESS_OVERRIDES),
 ]

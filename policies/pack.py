@@ -1,0 +1,16 @@
+"""Every policy of the pack, in one list: the real pack (__main__.py) and the in-process runner share it."""
+
+from __future__ import annotations
+
+from . import availability, network, secrets, tunnel, workloads, zone
+
+PACK_NAME = "llm-edge-guardrails"
+
+POLICIES = [
+    *network.POLICIES,
+    *workloads.POLICIES,
+    *tunnel.POLICIES,
+    *zone.POLICIES,
+    *secrets.POLICIES,
+    *availability.POLICIES,
+]

@@ -1,0 +1,120 @@
+"""Containers: bounded resources, pinned images, GPUs only where they belong, cloudflared frozen."""
+
+from __future__ import annotations
+
+from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy
+
+from .kube import GPU_RESOURCES, containers, dig, gpu_requests, is_pinned_image, object_name, pod_labels, pod_spec
+
+REQUIRED = ("cpu", "memory")
+
+
+def _requests_and_limits(args, report_violation):
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    for container in containers(spec):
+        for section in ("requests", "limits"):
+            missing = [r for r in REQUIRED if r not in (dig(container, "resources", section) or {})]
+            if missing:
+                report_violation(
+                    f"{object_name(args.props)}: container {container.get('name')} has no {section} for "
+                    f"{', '.join(missing)}: set resources.{section} so the scheduler and the kubelet can bound it."
+                )
+
+
+def _pinned_images(args, report_violation):
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    for container in containers(spec):
+        image = container.get("image")
+        if not is_pinned_image(image):
+            report_violation(
+                f"{object_name(args.props)}: container {container.get('name')} image {image!r} is not pinned: "
+                "use an explicit version tag (not 'latest') or a digest, so a restart never changes what runs."
+            )
+
+
+def _cloudflared_no_autoupdate(args, report_violation):
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    for container in containers(spec):
+        if "cloudflared" not in str(container.get("image", "")):
+            continue
+        words = [*(container.get("command") or []), *(container.get("args") or [])]
+        if "--no-autoupdate" not in words:
+            report_violation(
+                f"{object_name(args.props)}: cloudflared container {container.get('name')} runs without "
+                "--no-autoupdate: it would replace its own binary; the image tag is the version."
+            )
+
+
+def _tolerates(spec, resource_name: str) -> bool:
+    for toleration in spec.get("tolerations") or []:
+        key, operator = toleration.get("key"), toleration.get("operator", "Equal")
+        if key == resource_name or (key in (None, "") and operator == "Exists"):
+            return True
+    return False
+
+
+def _gpu_scheduling(args, report_violation):
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    label, value = args.get_config().get("gpuWorkloadLabel", "app.kubernetes.io/component=inference").split("=", 1)
+    is_gpu_workload = pod_labels(args.resource_type, args.props).get(label) == value
+    requested = gpu_requests(spec)
+    name = object_name(args.props)
+    if is_gpu_workload and not requested:
+        report_violation(f"{name} is a GPU workload ({label}={value}) but requests no GPU ({' or '.join(GPU_RESOURCES)}).")
+    if requested and not is_gpu_workload:
+        report_violation(
+            f"{name} requests {', '.join(sorted(requested))} but is not a GPU workload ({label}={value}): "
+            "only model servers may hold GPUs."
+        )
+    for resource_name in sorted(requested):
+        if not _tolerates(spec, resource_name):
+            report_violation(
+                f"{name} requests {resource_name} but does not tolerate the {resource_name} taint of the GPU nodes: "
+                "its pods would stay Pending."
+            )
+
+
+requests_and_limits = ResourceValidationPolicy(
+    name="requests-and-limits",
+    description="Every container sets CPU and memory requests and limits.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_requests_and_limits,
+)
+pinned_images = ResourceValidationPolicy(
+    name="pinned-images",
+    description="Every container image names a version tag (not latest) or a digest.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_pinned_images,
+)
+cloudflared_no_autoupdate = ResourceValidationPolicy(
+    name="cloudflared-no-autoupdate",
+    description="cloudflared runs with --no-autoupdate: the image tag decides its version.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    validate=_cloudflared_no_autoupdate,
+)
+gpu_scheduling = ResourceValidationPolicy(
+    name="gpu-scheduling",
+    description="GPU pods request GPUs and tolerate their vendor's taint; other pods request no GPU.",
+    enforcement_level=EnforcementLevel.MANDATORY,
+    config_schema=PolicyConfigSchema(
+        properties={
+            "gpuWorkloadLabel": {
+                "type": "string",
+                "pattern": "^[^=]+=.*$",
+                "default": "app.kubernetes.io/component=inference",
+                "description": "label=value marking pods that are GPU workloads",
+            }
+        }
+    ),
+    validate=_gpu_scheduling,
+)
+
+POLICIES = [requests_and_limits, pinned_images, cloudflared_no_autoupdate, gpu_scheduling]
