@@ -19,6 +19,11 @@ $(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt
 synth: $(STAMP)
 	$(PY) -m offline synth --stack $(STACK) $(foreach assignment,$(SET),--set '$(assignment)')
 
+# Evaluates the policy pack in-process over the rendered stack (policies/config/<stack>.json;
+# pr-<N> uses preview.json); exits non-zero on a mandatory violation.
+policy: $(STAMP)
+	$(PY) -m policies.runner --stack $(STACK)
+
 test: $(STAMP) tools
 	$(PY) -m pytest
 
