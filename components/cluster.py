@@ -20,8 +20,9 @@ from components.preview import disposable_annotations, disposable_labels
 from components.network_policy import Allow, NamespaceFirewall, NamespaceFirewallArgs
 from components.secret_delivery import SecretDelivery, SecretDeliveryArgs
 from components.vault import SecretRef
+from components.workload import SecretKey
 from components.vllm import PORT as VLLM_PORT
-from components.vllm import SecretKey, VllmServer, VllmServerArgs
+from components.vllm import VllmServer, VllmServerArgs
 from components.vllm import service_url as vllm_service_url
 
 TUNNEL_TOKEN = SecretKey("cloudflared-token", "token")
@@ -118,8 +119,7 @@ class ClusterStack(pulumi.ComponentResource):
                 image=cluster.connector.image,
                 resources=cluster.connector.resources,
                 tolerated_taints=cluster.tolerated_taints,
-                token_secret_name=TUNNEL_TOKEN.secret_name,
-                token_secret_key=TUNNEL_TOKEN.key,
+                token=TUNNEL_TOKEN,
                 depends_on=self.secrets.ready,
             ),
             in_cluster,

@@ -16,7 +16,10 @@ import pulumi_kubernetes as k8s
 from components.config import Resources, Taint
 from components.labels import object_labels, selector_labels
 from components.workload import (
+    SecretKey,
     disruption_budget,
+    http_probe,
+    secret_env,
     hardened_container_security,
     non_root_pod_security,
     resource_requirements,
@@ -38,8 +41,7 @@ class CloudflaredConnectorArgs:
     image: str
     resources: Resources
     tolerated_taints: list[Taint]
-    token_secret_name: str
-    token_secret_key: str
+    token: SecretKey
     depends_on: list[pulumi.Resource]
 
 
@@ -57,28 +59,11 @@ class CloudflaredConnector(pulumi.ComponentResource):
             name=APP,
             image=args.image,
             args=["tunnel", "--no-autoupdate", "--loglevel", "info", "--metrics", f"0.0.0.0:{METRICS_PORT}", "run"],
-            env=[
-                k8s.core.v1.EnvVarArgs(
-                    name="TUNNEL_TOKEN",
-                    value_from=k8s.core.v1.EnvVarSourceArgs(
-                        secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(
-                            name=args.token_secret_name, key=args.token_secret_key
-                        )
-                    ),
-                )
-            ],
+            env=[secret_env("TUNNEL_TOKEN", args.token)],
             ports=[k8s.core.v1.ContainerPortArgs(name="metrics", container_port=METRICS_PORT)],
             # /ready answers 200 only while the connector holds at least one connection to the edge.
-            liveness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port=METRICS_PORT),
-                initial_delay_seconds=10,
-                period_seconds=10,
-                failure_threshold=3,
-            ),
-            readiness_probe=k8s.core.v1.ProbeArgs(
-                http_get=k8s.core.v1.HTTPGetActionArgs(path="/ready", port=METRICS_PORT),
-                period_seconds=5,
-            ),
+            liveness_probe=http_probe("/ready", METRICS_PORT, 10, 3),
+            readiness_probe=http_probe("/ready", METRICS_PORT, 5, 1),
             resources=resource_requirements(args.resources),
             security_context=hardened_container_security(),
         )

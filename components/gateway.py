@@ -20,14 +20,16 @@ from components.config import Gateway as GatewaySettings
 from components.config import Taint
 from components.labels import object_labels, selector_labels
 from components.workload import (
+    SecretKey,
     disruption_budget,
+    http_probe,
+    secret_env,
     hardened_container_security,
     non_root_pod_security,
     resource_requirements,
     spread_across_nodes,
     tolerations,
 )
-from components.vllm import SecretKey
 
 APP = "gateway"
 PORT = 8080
@@ -90,21 +92,6 @@ def gateway_config(args: GatewayArgs) -> dict:
     }
 
 
-def _env_from_secret(name: str, key: SecretKey) -> k8s.core.v1.EnvVarArgs:
-    return k8s.core.v1.EnvVarArgs(
-        name=name,
-        value_from=k8s.core.v1.EnvVarSourceArgs(
-            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=key.secret_name, key=key.key)
-        ),
-    )
-
-
-def _probe(path: str, period: int, failures: int) -> k8s.core.v1.ProbeArgs:
-    return k8s.core.v1.ProbeArgs(
-        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port="http"), period_seconds=period, failure_threshold=failures
-    )
-
-
 class Gateway(pulumi.ComponentResource):
     selector: dict[str, str]
     service_url: str
@@ -123,9 +110,9 @@ class Gateway(pulumi.ComponentResource):
             k8s.core.v1.ConfigMapInitArgs(metadata=metadata, data={"config.yaml": config_text}),
             child,
         )
-        env = [_env_from_secret(env_name("client", client, "key_sha256"), key) for client, key in args.client_key_hashes.items()]
+        env = [secret_env(env_name("client", client, "key_sha256"), key) for client, key in args.client_key_hashes.items()]
         env += [
-            _env_from_secret(env_name("upstream", u.key.secret_name, u.key.key), u.key)
+            secret_env(env_name("upstream", u.key.secret_name, u.key.key), u.key)
             for u in {u.key: u for u in args.upstreams if u.key}.values()
         ]
         container = k8s.core.v1.ContainerArgs(
@@ -134,8 +121,8 @@ class Gateway(pulumi.ComponentResource):
             args=["--config", f"{CONFIG_PATH}/config.yaml"],
             env=env,
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
-            readiness_probe=_probe("/readyz", 5, 2),
-            liveness_probe=_probe("/healthz", 10, 3),
+            readiness_probe=http_probe("/readyz", "http", 5, 2),
+            liveness_probe=http_probe("/healthz", "http", 10, 3),
             resources=resource_requirements(settings.resources),
             security_context=hardened_container_security(),
             volume_mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_PATH, read_only=True)],

@@ -15,19 +15,13 @@ import pulumi_kubernetes as k8s
 
 from components.config import Gpu, ModelPlan
 from components.labels import object_labels, selector_labels
-from components.workload import disruption_budget, resource_requirements, tolerations
+from components.workload import SecretKey, disruption_budget, http_probe, resource_requirements, secret_env, tolerations
 
 APP = "vllm"
 PORT = 8000
 MODEL_LABEL = "llm-edge.dev/model"
 CACHE_PATH = "/cache"
 PROBE_PERIOD_SECONDS = 10
-
-
-@dataclass(frozen=True)
-class SecretKey:
-    secret_name: str
-    key: str
 
 
 @dataclass(frozen=True)
@@ -53,24 +47,6 @@ def pod_labels(instance: str, model_name: str) -> dict[str, str]:
     return object_labels(APP, instance, "inference", {MODEL_LABEL: model_name})
 
 
-def _secret_env(name: str, ref: SecretKey) -> k8s.core.v1.EnvVarArgs:
-    return k8s.core.v1.EnvVarArgs(
-        name=name,
-        value_from=k8s.core.v1.EnvVarSourceArgs(
-            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=ref.secret_name, key=ref.key)
-        ),
-    )
-
-
-def _health_probe(period: int, failures: int, timeout: int) -> k8s.core.v1.ProbeArgs:
-    return k8s.core.v1.ProbeArgs(
-        http_get=k8s.core.v1.HTTPGetActionArgs(path="/health", port="http"),
-        period_seconds=period,
-        failure_threshold=failures,
-        timeout_seconds=timeout,
-    )
-
-
 class VllmServer(pulumi.ComponentResource):
     service_name: str
     served_name: str
@@ -94,11 +70,11 @@ class VllmServer(pulumi.ComponentResource):
             )
         )
         env = [
-            _secret_env("VLLM_API_KEY", args.api_key),
+            secret_env("VLLM_API_KEY", args.api_key),
             k8s.core.v1.EnvVarArgs(name="HF_HOME", value=f"{CACHE_PATH}/huggingface"),
         ]
         if args.hugging_face_token:
-            env.append(_secret_env("HF_TOKEN", args.hugging_face_token))
+            env.append(secret_env("HF_TOKEN", args.hugging_face_token))
         startup_failures = model.startup_budget_minutes * 60 // PROBE_PERIOD_SECONDS
         container = k8s.core.v1.ContainerArgs(
             name=APP,
@@ -117,10 +93,10 @@ class VllmServer(pulumi.ComponentResource):
             env=env,
             ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
             # Download and load can take long; nothing else probes until this has passed once.
-            startup_probe=_health_probe(PROBE_PERIOD_SECONDS, startup_failures, 5),
-            readiness_probe=_health_probe(PROBE_PERIOD_SECONDS, 3, 5),
+            startup_probe=http_probe("/health", "http", PROBE_PERIOD_SECONDS, startup_failures, 5),
+            readiness_probe=http_probe("/health", "http", PROBE_PERIOD_SECONDS, 3, 5),
             # A server busy generating may answer /health slowly: only a long silence restarts it.
-            liveness_probe=_health_probe(30, 6, 20),
+            liveness_probe=http_probe("/health", "http", 30, 6, 20),
             resources=resource_requirements(model.resources, {gpu.resource_name: str(plan.gpus_per_replica)}),
             volume_mounts=[
                 k8s.core.v1.VolumeMountArgs(name="cache", mount_path=CACHE_PATH),

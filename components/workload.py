@@ -6,12 +6,40 @@ privileges, and every replicated workload gets a PodDisruptionBudget.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import Resources, Taint
+
+
+@dataclass(frozen=True)
+class SecretKey:
+    """One key of a Kubernetes Secret."""
+
+    secret_name: str
+    key: str
+
+
+def secret_env(name: str, ref: SecretKey) -> k8s.core.v1.EnvVarArgs:
+    """An environment variable read from a Secret, so the value never appears in the pod spec."""
+    return k8s.core.v1.EnvVarArgs(
+        name=name,
+        value_from=k8s.core.v1.EnvVarSourceArgs(
+            secret_key_ref=k8s.core.v1.SecretKeySelectorArgs(name=ref.secret_name, key=ref.key)
+        ),
+    )
+
+
+def http_probe(path: str, port: int | str, period: int, failures: int, timeout: Optional[int] = None) -> k8s.core.v1.ProbeArgs:
+    return k8s.core.v1.ProbeArgs(
+        http_get=k8s.core.v1.HTTPGetActionArgs(path=path, port=port),
+        period_seconds=period,
+        failure_threshold=failures,
+        timeout_seconds=timeout,
+    )
 
 
 def resource_requirements(resources: Resources, extra_limits: Optional[dict[str, str]] = None) -> k8s.core.v1.ResourceRequirementsArgs:
