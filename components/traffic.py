@@ -3,7 +3,8 @@
 `dns` mode: one proxied CNAME from the public hostname to the active cluster's tunnel.
 `weighted` mode: a Cloudflare Load Balancer on the public hostname, one pool per enabled cluster
 (origin `<tunnel id>.cfargotunnel.com`), a health monitor on the gateway's liveness path and the
-weights from config as random-steering pool weights.
+weights from config as random-steering pool weights; the CNAME stays, pointing at the cluster with
+the highest weight.
 
 Each cluster's tunnel already accepts the public hostname and owns its validation hostname, so
 nothing outside this component changes when traffic moves (tests/test_traffic.py proves it).
@@ -56,15 +57,19 @@ class TrafficSwitch(pulumi.ComponentResource):
     def __init__(self, name: str, args: TrafficSwitchArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-edge:traffic:TrafficSwitch", name, None, opts)
         active_target = args.tunnel_cnames[args.active_cluster]
+        # Kept in weighted mode too: a load balancer takes precedence over a record of the same
+        # name, Universal SSL covers a load-balanced hostname only through such a proxied record,
+        # and the record serves again if the load balancer is disabled or removed, so switching
+        # modes in either direction never leaves the hostname unanswered.
+        self.record = proxied_cname(
+            f"{name}-public",
+            args.zone_id,
+            args.public_hostname,
+            active_target,
+            f"public endpoint, active cluster {args.active_cluster}",
+            self,
+        )
         if args.mode == "dns":
-            self.record = proxied_cname(
-                f"{name}-public",
-                args.zone_id,
-                args.public_hostname,
-                active_target,
-                f"public endpoint, active cluster {args.active_cluster}",
-                self,
-            )
             self.target = pulumi.Output.from_input(active_target)
         else:
             self.load_balancer = self._weighted(name, args)

@@ -128,11 +128,13 @@ def test_dns_cut_over_blue_to_green_only_repoints_the_public_records():
     assert plain(public)["name"] == "llm.example.com" and plain(public)["proxied"] is True
 
 
-def test_dns_to_weighted_replaces_the_cname_by_a_load_balancer_and_nothing_else():
+def test_dns_to_weighted_adds_a_load_balancer_in_front_of_the_unchanged_cname():
     before, after = prod(), prod(PROD_WEIGHTED_OVERRIDES)
     assert_only_traffic_changes(before, after)
     changes = diff(before, after)
-    assert changes["deleted"] == {urn_of(before, DNS_RECORD, "traffic-public")}
+    # The CNAME stays as it was (blue has the highest weight): it keeps the hostname answered and
+    # covered by Universal SSL while the load balancer, which takes precedence, is created.
+    assert changes["deleted"] == set() and changes["updated"] == set()
     assert changes["created"] == {
         urn_of(after, LOAD_BALANCER, "traffic-lb"),
         urn_of(after, MONITOR, "traffic-monitor"),
@@ -157,8 +159,8 @@ def test_a_weight_shift_updates_only_the_load_balancer(start, end, route_moves):
     # Pools and the monitor keep their names and inputs: a shift is one in-place update.
     expected = {urn_of(after, LOAD_BALANCER, "traffic-lb")}
     if route_moves:
-        # Hostname routes follow the cluster with the highest weight.
-        expected |= {r.urn for r in after.of_type(DNS_RECORD) if r.name.startswith("traffic-route-")}
+        # The public CNAME (behind the load balancer) and hostname routes follow the highest weight.
+        expected |= {r.urn for r in after.of_type(DNS_RECORD) if r.name.startswith("traffic-")}
     assert changed == expected
 
 
@@ -216,7 +218,8 @@ def test_weighted_mode_builds_monitor_pools_and_load_balancer_on_the_public_host
     assert lb["defaultPools"] == [blue, green] and lb["fallbackPool"] == blue
     assert lb["steeringPolicy"] == "random"
     assert lb["randomSteering"] == {"poolWeights": {blue: 0.9, green: 0.1}, "defaultWeight": 0}
-    assert [r.name for r in run.of_type(DNS_RECORD) if r.name == "traffic-public"] == []
+    public = plain(run.one(DNS_RECORD, "traffic-public"))
+    assert (public["name"], public["content"], public["proxied"]) == ("llm.example.com", f"{tunnels['blue']}.cfargotunnel.com", True)
     assert run.outputs["traffic"] == {"mode": "weighted", "weights": {"blue": 90, "green": 10}}
     assert run.outputs["activeCluster"] == "blue"
 
