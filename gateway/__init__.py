@@ -1,0 +1,1 @@
+"""OpenAI-compatible API-key gateway in front of vLLM (see README.md)."""

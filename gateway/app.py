@@ -1,0 +1,201 @@
+"""The HTTP side: routes, the order of checks on each request, CORS, readiness and drain."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+import aiohttp
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from . import errors
+from .auth import Client, KeyRing
+from .config import GatewayConfig, ResolvedSecrets
+from .limits import ClientLimits
+from .metrics import CLIENT_CLOSED, Metrics, Outcome
+from .proxy import Forwarder
+from .upstreams import UpstreamPool
+
+log = logging.getLogger("gateway")
+
+INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
+
+# Headers a browser may read from our replies (the SDKs look at Retry-After on 429).
+_EXPOSED_HEADERS = "Retry-After"
+_PREFLIGHT_MAX_AGE = "600"
+# vLLM's uvicorn closes idle connections after 5 s; dropping ours first avoids sending a
+# request on a connection the upstream is closing at that moment (it could not be retried).
+_UPSTREAM_IDLE_S = 4.0
+
+
+class Gateway:
+    def __init__(self, config: GatewayConfig, secrets: ResolvedSecrets):
+        self.config = config
+        self.metrics = Metrics()
+        self.keyring = KeyRing([
+            Client(name=c.name, key_hash=secrets.client_hashes[c.name].encode("ascii"),
+                   models=frozenset(c.models), rpm=c.rpm, tpm=c.tpm)
+            for c in config.clients
+        ])
+        self.limits = {c.name: ClientLimits(c.rpm, c.tpm) for c in config.clients}
+        self.pools = {name: UpstreamPool(name, m.upstreams, config.health, self.metrics)
+                      for name, m in config.models.items()}
+        self._upstream_keys = secrets.upstream_keys
+        self._cors_origins = frozenset(config.cors_origins)
+        self._forwarder: Forwarder | None = None
+        self.draining = False
+
+    # --- application -------------------------------------------------------------------
+
+    def make_app(self) -> web.Application:
+        app = web.Application(client_max_size=self.config.max_body_bytes)
+        for path in INFERENCE_PATHS:
+            app.router.add_post(path, self.inference)
+        app.router.add_get("/v1/models", self.list_models)
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_route("OPTIONS", "/{path:.*}", self.preflight)
+        app.router.add_route("*", "/{path:.*}", self.unknown_path)
+        app.on_response_prepare.append(self._on_prepare)
+        app.cleanup_ctx.append(self._upstream_session)
+        return app
+
+    def make_metrics_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self.serve_metrics)
+        return app
+
+    async def _upstream_session(self, app: web.Application):
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.upstream_connect_timeout_s,
+                                        sock_read=self.config.upstream_read_timeout_s)
+        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=_UPSTREAM_IDLE_S)
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout,
+                                         skip_auto_headers=("User-Agent", "Accept-Encoding")) as session:
+            self._forwarder = Forwarder(session, self.metrics, self._upstream_keys)
+            dns_pools = [pool for pool in self.pools.values() if pool.needs_dns]
+            refresher = None
+            if dns_pools:
+                await asyncio.gather(*(pool.refresh() for pool in dns_pools))
+                refresher = asyncio.create_task(self._refresh_dns(dns_pools))
+            yield
+            if refresher is not None:
+                refresher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await refresher
+
+    async def _refresh_dns(self, pools: list[UpstreamPool]) -> None:
+        while True:
+            await asyncio.sleep(self.config.upstream_dns_refresh_s)
+            await asyncio.gather(*(pool.refresh() for pool in pools))
+
+    async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        origin = request.headers.get("Origin")
+        if origin is not None and origin in self._cors_origins:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
+        if self._cors_origins:
+            response.headers["Vary"] = "Origin"
+        if self.draining:
+            # Tell keep-alive callers to reconnect, which lands them on a replica that stays.
+            response.force_close()
+
+    def start_drain(self) -> None:
+        self.draining = True
+        self.metrics.draining.set(1)
+
+    # --- proxied API -------------------------------------------------------------------
+
+    async def inference(self, request: web.Request) -> web.StreamResponse:
+        started = time.monotonic()
+        outcome = Outcome()
+        self.metrics.in_flight.inc()
+        try:
+            response = await self._inference(request, outcome)
+            if not outcome.status:
+                outcome.status = response.status
+            return response
+        except asyncio.CancelledError:
+            outcome.status = CLIENT_CLOSED
+            raise
+        finally:
+            self.metrics.in_flight.dec()
+            self.metrics.record(outcome, time.monotonic() - started)
+
+    async def _inference(self, request: web.Request, outcome: Outcome) -> web.StreamResponse:
+        # Cheapest checks first, and the key before anything that reads the body.
+        client = self.keyring.authenticate(request.headers.get("Authorization"))
+        if client is None:
+            return errors.unauthorized()
+        outcome.client = client.name
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return errors.too_large(limit)
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return errors.too_large(limit)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return errors.bad_request("The request body is not valid JSON.", "invalid_json")
+        if not isinstance(payload, dict):
+            return errors.bad_request("The request body must be a JSON object.", "invalid_json")
+        model = payload.get("model")
+        if not isinstance(model, str) or not model:
+            return errors.bad_request("The request body needs a 'model' string.", "missing_model")
+        pool = self.pools.get(model)
+        if pool is None:
+            return errors.unknown_model(model)
+        outcome.model = model
+        if not client.may_use(model):
+            return errors.forbidden_model(model)
+        limits = self.limits[client.name]
+        refused = limits.admit()
+        if refused is not None:
+            return errors.rate_limited(*refused)
+        return await self._forwarder.forward(request, limits, pool, payload, body, outcome)
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        client = self.keyring.authenticate(request.headers.get("Authorization"))
+        if client is None:
+            return errors.unauthorized()
+        data = [{"id": name, "object": "model", "created": 0, "owned_by": "llm-edge"}
+                for name in self.pools if client.may_use(name)]
+        return web.json_response({"object": "list", "data": data})
+
+    # --- probes, CORS preflight, metrics -----------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.draining:
+            return web.json_response({"status": "draining"}, status=503)
+        if not any(pool.has_healthy() for pool in self.pools.values()):
+            return web.json_response({"status": "no healthy upstream"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        """Answered here, never forwarded: only configured origins get the CORS grant."""
+        origin = request.headers.get("Origin")
+        if origin is None or origin not in self._cors_origins:
+            return errors.error_response(403, "Origin not allowed.", "invalid_request_error", "origin_not_allowed")
+        headers = {
+            "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
+            "Access-Control-Max-Age": _PREFLIGHT_MAX_AGE,
+        }
+        requested = request.headers.get("Access-Control-Request-Headers")
+        if requested:
+            # The browser SDKs send their own x-stainless-* headers; the origin check is the gate.
+            headers["Access-Control-Allow-Headers"] = requested
+        return web.Response(status=204, headers=headers)
+
+    async def unknown_path(self, request: web.Request) -> web.Response:
+        return errors.not_found(request.path)
+
+    async def serve_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})

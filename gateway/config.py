@@ -1,0 +1,232 @@
+"""The gateway's YAML config: a pydantic model, loaded once at start-up.
+
+Secrets never live in the file itself: client key hashes may come from env vars
+(`key_sha256_env`) and upstream keys always do (`upstream_key_env`), so the file can be
+a ConfigMap and the secrets Kubernetes Secrets mounted as env vars.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+from typing import Annotated
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+_HEX_SHA256 = re.compile(r"[0-9a-f]{64}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class ConfigError(Exception):
+    """Every problem found in a config, one line each (`field.path: message`)."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class _Strict(BaseModel):
+    # A misspelt field must be an error, not a silently ignored default.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_NAME.fullmatch(value):
+        raise ValueError(f"{value!r} is not a valid environment variable name")
+    return value
+
+
+EnvName = Annotated[str, AfterValidator(_check_env_name)]
+
+
+class HealthSettings(_Strict):
+    failures: PositiveInt = 3
+    cooldown_s: PositiveFloat = 10.0
+
+
+class ModelSettings(_Strict):
+    upstreams: list[str] = Field(min_length=1)
+    upstream_key_env: EnvName | None = None
+
+    @field_validator("upstreams")
+    @classmethod
+    def _base_urls(cls, upstreams: list[str]) -> list[str]:
+        for url in upstreams:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} must be an http:// or https:// base URL such as http://10.0.0.5:8000")
+            if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+                raise ValueError(f"{url!r} must have no path, query or credentials: the client path (/v1/...) is appended")
+            try:
+                parts.port
+            except ValueError:
+                raise ValueError(f"{url!r} has an invalid port") from None
+        return upstreams
+
+
+class ClientSettings(_Strict):
+    name: str = Field(min_length=1)
+    key_sha256: str | None = None
+    key_sha256_env: EnvName | None = None
+    models: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    rpm: PositiveInt | None = None
+    tpm: PositiveInt | None = None
+
+    @field_validator("key_sha256")
+    @classmethod
+    def _hex_digest(cls, value: str | None) -> str | None:
+        if value is not None and not _HEX_SHA256.fullmatch(value):
+            raise ValueError("must be 64 lowercase hex characters (the SHA-256 of the key; see `python -m gateway keys new`)")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> ClientSettings:
+        if (self.key_sha256 is None) == (self.key_sha256_env is None):
+            raise ValueError("give exactly one of key_sha256 and key_sha256_env")
+        return self
+
+
+class GatewayConfig(_Strict):
+    listen: str = "0.0.0.0:8080"
+    metrics_listen: str = "0.0.0.0:9090"
+    models: dict[str, ModelSettings] = Field(min_length=1)
+    clients: list[ClientSettings] = Field(min_length=1)
+    cors_origins: list[str] = Field(default_factory=list)
+    max_body_bytes: PositiveInt = 4 * 1024 * 1024
+    upstream_connect_timeout_s: PositiveFloat = 5.0
+    upstream_read_timeout_s: PositiveFloat = 300.0
+    upstream_dns_refresh_s: PositiveFloat = 10.0
+    drain_grace_s: PositiveFloat = 30.0
+    drain_delay_s: Annotated[float, Field(ge=0)] = 5.0
+    health: HealthSettings = HealthSettings()
+
+    @field_validator("listen", "metrics_listen")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        split_listen(value)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: list[str]) -> list[str]:
+        for origin in origins:
+            parts = urlsplit(origin)
+            if origin == "*" or parts.scheme not in ("http", "https") or not parts.hostname or origin != f"{parts.scheme}://{parts.netloc}":
+                raise ValueError(f"{origin!r} must be an exact origin such as https://app.example.com (no '*', path or trailing slash)")
+        return origins
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> GatewayConfig:
+        problems = []
+        if self.drain_delay_s >= self.drain_grace_s:
+            problems.append("drain_delay_s must be shorter than drain_grace_s")
+        seen: set[str] = set()
+        for index, client in enumerate(self.clients):
+            if client.name in seen:
+                problems.append(f"clients[{index}].name: duplicate client name {client.name!r}")
+            seen.add(client.name)
+            for model in client.models:
+                if model != "*" and model not in self.models:
+                    problems.append(f"clients[{index}].models: unknown model {model!r} (not under models:)")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+def split_listen(value: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into its parts; ValueError names what is wrong."""
+    host, sep, port = value.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} must be host:port, e.g. 0.0.0.0:8080")
+    return host, int(port)
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+class ResolvedSecrets(BaseModel):
+    """What start-up reads from the environment: never logged, never written anywhere."""
+
+    client_hashes: dict[str, str]  # client name -> hex SHA-256 of its key
+    upstream_keys: dict[str, str]  # model name -> upstream bearer key
+
+
+def _field_path(loc: tuple) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path
+
+
+def parse_config(data: object) -> GatewayConfig:
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = error["msg"].removeprefix("Value error, ")
+            path = _field_path(error["loc"])
+            problems.extend(f"{path}: {part}" if path and not part.startswith(path) else part for part in message.split("; "))
+        raise ConfigError(problems) from None
+
+
+def load_config(path: str) -> GatewayConfig:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file ({exc.strerror})"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML ({' '.join(str(exc).split())})"]) from None
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: must be a YAML mapping with models: and clients:"])
+    return parse_config(data)
+
+
+def resolve_secrets(config: GatewayConfig, environ: dict[str, str] | None = None) -> ResolvedSecrets:
+    """Read key hashes and upstream keys named by *_env fields; ConfigError lists every missing one."""
+    environ = os.environ if environ is None else environ
+    problems = []
+    client_hashes = {}
+    for index, client in enumerate(config.clients):
+        if client.key_sha256 is not None:
+            client_hashes[client.name] = client.key_sha256
+            continue
+        value = environ.get(client.key_sha256_env, "").strip().lower()
+        if not value:
+            problems.append(f"clients[{index}].key_sha256_env: environment variable {client.key_sha256_env} is not set")
+        elif not _HEX_SHA256.fullmatch(value):
+            problems.append(f"clients[{index}].key_sha256_env: environment variable {client.key_sha256_env} must hold 64 hex characters")
+        else:
+            client_hashes[client.name] = value
+    duplicates = {h for h in client_hashes.values() if list(client_hashes.values()).count(h) > 1}
+    for index, client in enumerate(config.clients):
+        if client_hashes.get(client.name) in duplicates:
+            problems.append(f"clients[{index}]: key hash shared with another client (each client needs its own key)")
+    upstream_keys = {}
+    for name, model in config.models.items():
+        if model.upstream_key_env is None:
+            continue
+        value = environ.get(model.upstream_key_env, "")
+        if not value:
+            problems.append(f"models.{name}.upstream_key_env: environment variable {model.upstream_key_env} is not set")
+        else:
+            upstream_keys[name] = value
+    if problems:
+        raise ConfigError(problems)
+    return ResolvedSecrets(client_hashes=client_hashes, upstream_keys=upstream_keys)

@@ -1,0 +1,88 @@
+"""Prometheus metrics, in a registry of their own so tests and several apps never share state.
+
+Label values come only from configuration (client names, model names, upstream addresses) or
+from a fixed set ("-" for an unauthenticated caller or an unknown model): a caller cannot create
+label values, so it cannot blow up the series count.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+UNKNOWN = "-"
+# nginx's convention: the client went away before the reply was complete.
+CLIENT_CLOSED = 499
+
+# Latency buckets from 5 ms (gateway overhead on a cached reply) to 10 min (long generations).
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "gateway_requests", "Requests answered, by client, model and HTTP status.",
+            ["client", "model", "status"], registry=r)
+        self.latency = Histogram(
+            "gateway_request_duration_seconds", "Time from request to the last byte of the reply.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.ttft = Histogram(
+            "gateway_time_to_first_token_seconds", "Streaming requests: time to the first streamed event.",
+            ["model"], buckets=_LATENCY_BUCKETS, registry=r)
+        self.tokens = Counter(
+            "gateway_tokens", "Tokens reported by the upstream's usage, by direction (in = prompt, out = completion).",
+            ["client", "model", "direction"], registry=r)
+        self.in_flight = Gauge(
+            "gateway_in_flight_requests", "Requests being proxied now (streams included).", registry=r)
+        self.upstream_healthy = Gauge(
+            "gateway_upstream_healthy", "1 if the upstream address takes traffic, 0 while it cools down.",
+            ["model", "upstream"], registry=r)
+        self.upstream_outstanding = Gauge(
+            "gateway_upstream_outstanding_requests", "Requests in flight to the upstream address.",
+            ["model", "upstream"], registry=r)
+        self.upstream_failures = Counter(
+            "gateway_upstream_failures", "Failed attempts (connect error, timeout, 502/503/504) per upstream address.",
+            ["model", "upstream"], registry=r)
+        self.draining = Gauge("gateway_draining", "1 after SIGTERM, while in-flight requests finish.", registry=r)
+        # labels() takes a lock and hashes its arguments; the hot path reuses children instead.
+        self._children: dict[tuple, object] = {}
+
+    def child(self, metric, *labels: str):
+        key = (id(metric), labels)
+        found = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found
+
+    def record(self, outcome: Outcome, duration: float) -> None:
+        self.child(self.requests, outcome.client, outcome.model, str(outcome.status)).inc()
+        if outcome.model is UNKNOWN:
+            return
+        self.child(self.latency, outcome.model).observe(duration)
+        if outcome.prompt_tokens:
+            self.child(self.tokens, outcome.client, outcome.model, "in").inc(outcome.prompt_tokens)
+        if outcome.completion_tokens:
+            self.child(self.tokens, outcome.client, outcome.model, "out").inc(outcome.completion_tokens)
+
+
+class Outcome:
+    """What the metrics record about one request once it is over."""
+
+    __slots__ = ("client", "model", "status", "prompt_tokens", "completion_tokens")
+
+    def __init__(self) -> None:
+        self.client = UNKNOWN
+        self.model = UNKNOWN
+        self.status = 0  # set once known: when stream headers go out, or from the final response
+        self.prompt_tokens = 0
+        self.completion_tokens = 0
+
+    def add_usage(self, usage: object) -> None:
+        if isinstance(usage, dict):
+            self.prompt_tokens += _count(usage.get("prompt_tokens"))
+            self.completion_tokens += _count(usage.get("completion_tokens"))
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and value > 0 else 0

@@ -1,0 +1,155 @@
+"""Where a model's requests go: least outstanding requests across its upstream addresses,
+with passive health (an address failing `failures` times in a row cools down for `cooldown_s`).
+
+An upstream URL whose host is a DNS name (e.g. a headless Service) is expanded into one
+endpoint per address it resolves to, and re-resolved every `upstream_dns_refresh_s`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
+
+from .config import HealthSettings, is_ip_literal
+from .metrics import Metrics
+
+log = logging.getLogger("gateway.upstreams")
+
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def resolve_addresses(host: str, port: int) -> list[str]:
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return sorted({info[4][0] for info in infos})
+
+
+class Endpoint:
+    """One upstream address, e.g. http://10.0.0.5:8000 (Host header and TLS name kept from the URL)."""
+
+    __slots__ = ("model", "target", "address", "url", "host_header", "tls_name", "outstanding",
+                 "_failures", "_cooldown_until", "_failures_total", "_healthy_gauge", "_outstanding_gauge")
+
+    def __init__(self, model: str, target: tuple[str, str, int], address: str, metrics: Metrics):
+        scheme, hostname, port = target
+        shown = f"[{address}]" if ":" in address else address
+        self.model = model
+        self.target = target
+        self.address = address
+        self.url = f"{scheme}://{shown}:{port}"
+        self.host_header = None if hostname == address else f"{hostname}:{port}"
+        self.tls_name = hostname if scheme == "https" and hostname != address else None
+        self.outstanding = 0
+        self._failures = 0
+        self._cooldown_until = 0.0
+        self._failures_total = metrics.upstream_failures.labels(model, self.url)
+        self._healthy_gauge = metrics.upstream_healthy.labels(model, self.url)
+        self._outstanding_gauge = metrics.upstream_outstanding.labels(model, self.url)
+        self._healthy_gauge.set(1)
+
+    def healthy(self, now: float) -> bool:
+        return now >= self._cooldown_until
+
+    def acquire(self) -> None:
+        self.outstanding += 1
+        self._outstanding_gauge.inc()
+
+    def release(self) -> None:
+        self.outstanding -= 1
+        self._outstanding_gauge.dec()
+
+    def record_success(self) -> None:
+        if self._failures:
+            self._failures = 0
+            self._healthy_gauge.set(1)
+
+    def record_failure(self, health: HealthSettings) -> None:
+        self._failures += 1
+        self._failures_total.inc()
+        if self._failures >= health.failures:
+            # After the cool-down the next request tries it again; one more failure re-arms it.
+            self._failures = health.failures - 1
+            self._cooldown_until = time.monotonic() + health.cooldown_s
+            self._healthy_gauge.set(0)
+            log.warning("upstream %s for model %s failed %d times in a row: skipped for %.1fs",
+                        self.url, self.model, health.failures, health.cooldown_s)
+
+    def forget(self, metrics: Metrics) -> None:
+        for gauge in (metrics.upstream_healthy, metrics.upstream_outstanding):
+            try:
+                gauge.remove(self.model, self.url)
+            except KeyError:
+                pass
+
+
+class UpstreamPool:
+    def __init__(self, model: str, urls: list[str], health: HealthSettings, metrics: Metrics,
+                 resolver: Resolver = resolve_addresses):
+        self.model = model
+        self._health = health
+        self._metrics = metrics
+        self._resolver = resolver
+        self._targets = []  # (scheme, hostname, port)
+        for url in urls:
+            parts = urlsplit(url)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            self._targets.append((parts.scheme, parts.hostname, port))
+        self.endpoints: list[Endpoint] = []
+        self._next = 0  # rotates ties so equal loads spread across replicas
+        self._build({t: [t[1]] for t in self._targets if is_ip_literal(t[1])})
+
+    @property
+    def needs_dns(self) -> bool:
+        return any(not is_ip_literal(host) for _, host, _ in self._targets)
+
+    def _build(self, addresses: dict[tuple, list[str]]) -> None:
+        known = {(e.target, e.address): e for e in self.endpoints}
+        endpoints = []
+        for target in self._targets:
+            for address in addresses.get(target, []):
+                endpoint = known.pop((target, address), None)
+                endpoints.append(endpoint or Endpoint(self.model, target, address, self._metrics))
+        for gone in known.values():
+            gone.forget(self._metrics)
+        self.endpoints = endpoints
+
+    async def refresh(self) -> None:
+        """Re-resolve DNS names; a name that fails to resolve keeps its previous addresses."""
+        addresses: dict[tuple, list[str]] = {}
+        for target in self._targets:
+            _, hostname, port = target
+            if is_ip_literal(hostname):
+                addresses[target] = [hostname]
+                continue
+            try:
+                addresses[target] = await self._resolver(hostname, port)
+            except OSError as exc:
+                log.warning("cannot resolve upstream %s for model %s (%s): keeping the last addresses",
+                            hostname, self.model, exc)
+                addresses[target] = [e.address for e in self.endpoints if e.target == target]
+        self._build(addresses)
+
+    def has_healthy(self) -> bool:
+        now = time.monotonic()
+        return any(e.healthy(now) for e in self.endpoints)
+
+    def pick(self, exclude: set[Endpoint]) -> Endpoint | None:
+        """The endpoint with the fewest requests in flight, healthy ones first.
+
+        When every address is cooling down they are all tried anyway: passive health must not
+        turn a short blip of a single-replica model into a cool-down-long outage.
+        """
+        candidates = [e for e in self.endpoints if e not in exclude]
+        if not candidates:
+            return None
+        now = time.monotonic()
+        healthy = [e for e in candidates if e.healthy(now)] or candidates
+        self._next = (self._next + 1) % len(healthy)
+        rotated = healthy[self._next:] + healthy[:self._next]
+        return min(rotated, key=lambda e: e.outstanding)
+
+    def record_failure(self, endpoint: Endpoint) -> None:
+        endpoint.record_failure(self._health)

@@ -1,0 +1,55 @@
+"""Fixtures: a stub upstream with replicas, and real gateway processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import pytest
+
+from gw_harness import BASE_ENV, GatewayProcess, base_config
+from upstream_stub import StubUpstream
+
+
+@pytest.fixture(scope="session")
+def stub():
+    """Shared upstream: replicas c0, c1, c2 serve model `chat`, o0 serves `other`."""
+    upstream = StubUpstream()
+    upstream.replicas = {name: upstream.replica(name) for name in ("c0", "c1", "c2", "o0")}
+    yield upstream
+    upstream.close()
+
+
+@pytest.fixture(scope="session")
+def gateway(stub, tmp_path_factory):
+    """One gateway for the tests that do not change or stop their upstreams."""
+    r = stub.replicas
+    process = GatewayProcess(base_config([r["c0"].url, r["c1"].url, r["c2"].url], [r["o0"].url]),
+                             tmp_path_factory.mktemp("gateway"), BASE_ENV)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stub_state(request):
+    if "stub" in request.fixturenames:
+        request.getfixturevalue("stub").state.reset()
+
+
+@pytest.fixture
+def own_stub():
+    """An upstream of the test's own, for tests that kill replicas."""
+    upstream = StubUpstream()
+    yield upstream
+    upstream.close()
+
+
+@pytest.fixture
+def start_gateway(tmp_path):
+    started = []
+
+    def start(config: dict, env: dict[str, str] | None = None) -> GatewayProcess:
+        process = GatewayProcess(config, tmp_path, {**BASE_ENV, **(env or {})})
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()

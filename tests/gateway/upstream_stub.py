@@ -1,0 +1,169 @@
+"""A local OpenAI-compatible upstream (the part of vLLM's API the gateway relays), with replicas.
+
+Every replica records what reached it (path, headers, body) and which of its streams were cut
+off by the caller, so tests can see the gateway's effect on the upstream side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+PROMPT_TOKENS = 5
+
+
+@dataclass
+class Seen:
+    replica: str
+    path: str
+    headers: dict[str, str]
+    body: dict
+
+
+@dataclass
+class Behaviour:
+    """Knobs a test turns; read by every replica on every request."""
+
+    chunks: int = 3  # content chunks in a stream (one token each)
+    chunk_delay_s: float = 0.0
+    reply_delay_s: float = 0.0  # before a non-streaming reply
+    status: int = 200
+
+
+@dataclass
+class StubState:
+    behaviour: Behaviour = field(default_factory=Behaviour)
+    seen: list[Seen] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)  # replica names whose stream the caller cut off
+    completed_streams: int = 0
+    in_flight: dict[str, int] = field(default_factory=dict)
+
+    def reset(self) -> None:
+        self.behaviour = Behaviour()
+        self.seen.clear()
+        self.cancelled.clear()
+        self.completed_streams = 0
+
+    def count(self, replica: str) -> int:
+        return sum(1 for s in self.seen if s.replica == replica)
+
+
+def _usage(completion_tokens: int) -> dict:
+    return {"prompt_tokens": PROMPT_TOKENS, "completion_tokens": completion_tokens,
+            "total_tokens": PROMPT_TOKENS + completion_tokens}
+
+
+def _event(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+
+
+class Replica:
+    def __init__(self, name: str, state: StubState):
+        self.name = name
+        self.state = state
+        self.port = 0
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, port: int = 0) -> None:
+        app = web.Application()
+        for path in ("/v1/chat/completions", "/v1/completions", "/v1/embeddings"):
+            app.router.add_post(path, self._handle)
+        # shutdown_timeout=0: stopping a replica cuts its in-flight requests, like a killed process.
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    async def kill(self) -> None:
+        await self._runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        state = self.state
+        state.seen.append(Seen(self.name, request.path, dict(request.headers), body))
+        state.in_flight[self.name] = state.in_flight.get(self.name, 0) + 1
+        try:
+            behaviour = state.behaviour
+            if behaviour.status != 200:
+                return web.json_response({"error": {"message": "stub failure", "type": "server_error",
+                                                    "param": None, "code": None}}, status=behaviour.status)
+            if body.get("stream"):
+                return await self._stream(request, body, behaviour)
+            if behaviour.reply_delay_s:
+                await asyncio.sleep(behaviour.reply_delay_s)
+            return web.json_response(self._reply(request.path, body))
+        finally:
+            state.in_flight[self.name] -= 1
+
+    def _reply(self, path: str, body: dict) -> dict:
+        model = body.get("model")
+        if path == "/v1/embeddings":
+            return {"object": "list", "model": model, "usage": {"prompt_tokens": PROMPT_TOKENS, "total_tokens": PROMPT_TOKENS},
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.25, 0.5]}]}
+        if path == "/v1/completions":
+            return {"id": "cmpl-stub", "object": "text_completion", "created": int(time.time()), "model": model,
+                    "choices": [{"index": 0, "text": f"from {self.name}", "finish_reason": "stop", "logprobs": None}],
+                    "usage": _usage(2)}
+        return {"id": "chatcmpl-stub", "object": "chat.completion", "created": int(time.time()), "model": model,
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": f"from {self.name}"}}],
+                "usage": _usage(2)}
+
+    async def _stream(self, request: web.Request, body: dict, behaviour: Behaviour) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        include_usage = (body.get("stream_options") or {}).get("include_usage") is True
+        base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": body.get("model")}
+        try:
+            await response.write(_event({**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                                               "finish_reason": None}]}))
+            for index in range(behaviour.chunks):
+                if behaviour.chunk_delay_s:
+                    await asyncio.sleep(behaviour.chunk_delay_s)
+                await response.write(_event({**base, "choices": [{"index": 0, "delta": {"content": f"t{index} "},
+                                                                   "finish_reason": None}]}))
+            await response.write(_event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}))
+            if include_usage:
+                await response.write(_event({**base, "choices": [], "usage": _usage(behaviour.chunks)}))
+            await response.write(b"data: [DONE]\n\n")
+        except (ConnectionResetError, asyncio.CancelledError):
+            self.state.cancelled.append(self.name)
+            raise
+        self.state.completed_streams += 1
+        return response
+
+
+class StubUpstream:
+    """Replicas served by one event loop in a background thread, driven from synchronous tests."""
+
+    def __init__(self) -> None:
+        self.state = StubState()
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="stub-upstream", daemon=True)
+        self._thread.start()
+
+    def call(self, coro, timeout: float = 10):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def replica(self, name: str, port: int = 0) -> Replica:
+        replica = Replica(name, self.state)
+        self.call(replica.start(port))
+        return replica
+
+    def kill(self, replica: Replica) -> None:
+        self.call(replica.kill())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
