@@ -33,6 +33,17 @@ class EdgeProtectionArgs:
     hostname: str
     rate_limit: Optional[RateLimit]
     access: Optional[Access]
+    # Hostname routes: published too, so protected the same way.
+    route_hostnames: tuple[str, ...] = ()
+
+
+def protected_hosts_expression(hostname: str, route_hostnames: tuple[str, ...]) -> str:
+    """The public hostname, every validation hostname below it (`<cluster>.<hostname>`, so adding a
+    cluster changes nothing here) and the hostname routes."""
+    clauses = [f'http.host eq "{hostname}"', f'ends_with(http.host, ".{hostname}")']
+    if route_hostnames:
+        clauses.append("http.host in {" + " ".join(f'"{h}"' for h in route_hostnames) + "}")
+    return "(" + " or ".join(clauses) + ")"
 
 
 class EdgeProtection(pulumi.ComponentResource):
@@ -42,7 +53,7 @@ class EdgeProtection(pulumi.ComponentResource):
     def __init__(self, name: str, args: EdgeProtectionArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-edge:edge:EdgeProtection", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        host_expression = f'(http.host eq "{args.hostname}")'
+        host_expression = protected_hosts_expression(args.hostname, args.route_hostnames)
         self.vault_entries = {}
         if args.rate_limit is not None:
             limit = args.rate_limit
@@ -56,7 +67,7 @@ class EdgeProtection(pulumi.ComponentResource):
                     description="Requests per client IP to the LLM API",
                     rules=[
                         cloudflare.RulesetRuleArgs(
-                            description=f"{limit.requests_per_period} requests per {limit.period_seconds}s per client IP on {args.hostname}",
+                            description=f"{limit.requests_per_period} requests per {limit.period_seconds}s per client IP on {args.hostname} and its routes",
                             expression=host_expression,
                             action="block",
                             action_parameters=cloudflare.RulesetRuleActionParametersArgs(
@@ -116,7 +127,10 @@ class EdgeProtection(pulumi.ComponentResource):
                 account_id=args.account_id,
                 name=f"llm-edge API {args.hostname}",
                 type="self_hosted",
-                domain=args.hostname,
+                destinations=[
+                    cloudflare.ZeroTrustAccessApplicationDestinationArgs(type="public", uri=uri)
+                    for uri in (args.hostname, f"*.{args.hostname}", *args.route_hostnames)
+                ],
                 policies=[cloudflare.ZeroTrustAccessApplicationPolicyArgs(id=policy.id, precedence=1)],
                 # API clients get a 401, not a redirect to a login page they cannot follow.
                 service_auth401_redirect=True,

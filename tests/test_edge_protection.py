@@ -23,7 +23,11 @@ def test_prod_rate_limits_the_api_hostname_per_client_ip():
     inputs = plain(ruleset)
     assert (inputs["kind"], inputs["phase"]) == ("zone", "http_ratelimit")
     [rule] = inputs["rules"]
-    assert rule["expression"] == '(http.host eq "llm.example.com")'
+    # The public hostname, the validation hostnames below it, and the hostname route.
+    assert rule["expression"] == (
+        '(http.host eq "llm.example.com" or ends_with(http.host, ".llm.example.com")'
+        ' or http.host in {"llama-8b.example.com"})'
+    )
     assert rule["action"] == "block"
     assert rule["ratelimit"] == {
         "characteristics": ["ip.src", "cf.colo.id"],
@@ -56,7 +60,8 @@ def test_access_lets_in_only_the_service_tokens(with_access):
     assert len({i["serviceToken"]["tokenId"] for i in policy_inputs["includes"]}) == len(tokens) == 2
     [app] = with_access.of_type(ACCESS_APP)
     app_inputs = plain(app)
-    assert (app_inputs["type"], app_inputs["domain"]) == ("self_hosted", "llm.example.com")
+    assert app_inputs["type"] == "self_hosted"
+    assert [d["uri"] for d in app_inputs["destinations"]] == ["llm.example.com", "*.llm.example.com", "llama-8b.example.com"]
     assert app_inputs["serviceAuth401Redirect"] is True
     assert [p["precedence"] for p in app_inputs["policies"]] == [1]
 
