@@ -15,6 +15,7 @@ from components.preview import disposable_labels
 from components.secret_delivery import SecretRef
 from components.traffic import TrafficSwitch, TrafficSwitchArgs
 from components.tunnel import IngressRule, InferenceTunnel, InferenceTunnelArgs, OriginRequest
+from components.tunnel_health import tunnel_health_notification
 from components.vault import SecretVault, SecretVaultArgs, VaultEntry
 
 config = load_stack_config()
@@ -63,6 +64,9 @@ for cluster_name in config.clusters:
             dns_hostnames=[validation_host],
         ),
     )
+
+# Cloudflare watches the tunnels itself: this alert still arrives when a whole cluster is gone.
+tunnel_health = tunnel_health_notification(config, {name: tunnel.tunnel_id for name, tunnel in tunnels.items()}, raw_config)
 
 base_url = f"https://{config.public_hostname}/v1"
 vault = SecretVault(

@@ -8,6 +8,7 @@ from typing import Optional
 import pulumi
 import pulumi_kubernetes as k8s
 
+from components.alerts import Alerts, AlertsArgs
 from components.config import Cluster, StackConfig
 from components.connector import CloudflaredConnector, CloudflaredConnectorArgs
 from components.connector import APP as CONNECTOR_APP
@@ -152,6 +153,20 @@ class ClusterStack(pulumi.ComponentResource):
                     client_key_hashes={n: SecretKey(CLIENT_KEY_HASHES_SECRET, n) for n in secrets.client_key_hashes},
                     tolerated_taints=cluster.tolerated_taints,
                     depends_on=self.secrets.ready,
+                ),
+                in_cluster,
+            )
+        if config.alerts.enabled:
+            self.alerts = Alerts(
+                f"{name}-alerts",
+                AlertsArgs(
+                    namespace=namespace,
+                    namespace_name=cluster.namespace,
+                    instance=instance,
+                    connector_replicas=cluster.connector.replicas,
+                    models=list(self.models),
+                    gateway=self.gateway is not None,
+                    settings=config.alerts,
                 ),
                 in_cluster,
             )
