@@ -101,7 +101,9 @@ class Gateway:
             response.headers["Vary"] = "Origin"
         if self.draining:
             # Tell keep-alive callers to reconnect, which lands them on a replica that stays.
+            # (The hook runs after aiohttp wrote its own headers, hence the explicit one.)
             response.force_close()
+            response.headers["Connection"] = "close"
 
     def start_drain(self) -> None:
         self.draining = True

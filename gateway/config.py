@@ -45,30 +45,40 @@ def _check_env_name(value: str) -> str:
 EnvName = Annotated[str, AfterValidator(_check_env_name)]
 
 
+def _check_upstream(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"{url!r} must be an http:// or https:// base URL such as http://10.0.0.5:8000")
+    if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+        raise ValueError(f"{url!r} must have no path, query or credentials (the client path /v1/... is appended)")
+    try:
+        parts.port
+    except ValueError:
+        raise ValueError(f"{url!r} has an invalid port") from None
+    return url
+
+
+UpstreamURL = Annotated[str, AfterValidator(_check_upstream)]
+
+
+def _check_origin(origin: str) -> str:
+    parts = urlsplit(origin)
+    if parts.scheme not in ("http", "https") or not parts.hostname or origin != f"{parts.scheme}://{parts.netloc}":
+        raise ValueError(f"{origin!r} must be an exact origin such as https://app.example.com (no '*', path or trailing slash)")
+    return origin
+
+
+Origin = Annotated[str, AfterValidator(_check_origin)]
+
+
 class HealthSettings(_Strict):
     failures: PositiveInt = 3
     cooldown_s: PositiveFloat = 10.0
 
 
 class ModelSettings(_Strict):
-    upstreams: list[str] = Field(min_length=1)
+    upstreams: list[UpstreamURL] = Field(min_length=1)
     upstream_key_env: EnvName | None = None
-
-    @field_validator("upstreams")
-    @classmethod
-    def _base_urls(cls, upstreams: list[str]) -> list[str]:
-        for url in upstreams:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(f"{url!r} must be an http:// or https:// base URL such as http://10.0.0.5:8000")
-            if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
-                raise ValueError(f"{url!r} must have no path, query or credentials: the client path (/v1/...) is appended")
-            try:
-                parts.port
-            except ValueError:
-                raise ValueError(f"{url!r} has an invalid port") from None
-        return upstreams
-
 
 class ClientSettings(_Strict):
     name: str = Field(min_length=1)
@@ -97,7 +107,7 @@ class GatewayConfig(_Strict):
     metrics_listen: str = "0.0.0.0:9090"
     models: dict[str, ModelSettings] = Field(min_length=1)
     clients: list[ClientSettings] = Field(min_length=1)
-    cors_origins: list[str] = Field(default_factory=list)
+    cors_origins: list[Origin] = Field(default_factory=list)
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
     upstream_connect_timeout_s: PositiveFloat = 5.0
     upstream_read_timeout_s: PositiveFloat = 300.0
@@ -111,15 +121,6 @@ class GatewayConfig(_Strict):
     def _host_port(cls, value: str) -> str:
         split_listen(value)
         return value
-
-    @field_validator("cors_origins")
-    @classmethod
-    def _origins(cls, origins: list[str]) -> list[str]:
-        for origin in origins:
-            parts = urlsplit(origin)
-            if origin == "*" or parts.scheme not in ("http", "https") or not parts.hostname or origin != f"{parts.scheme}://{parts.netloc}":
-                raise ValueError(f"{origin!r} must be an exact origin such as https://app.example.com (no '*', path or trailing slash)")
-        return origins
 
     @model_validator(mode="after")
     def _cross_checks(self) -> GatewayConfig:
@@ -135,7 +136,7 @@ class GatewayConfig(_Strict):
                 if model != "*" and model not in self.models:
                     problems.append(f"clients[{index}].models: unknown model {model!r} (not under models:)")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))  # parse_config splits them again
         return self
 
 
@@ -181,7 +182,7 @@ def parse_config(data: object) -> GatewayConfig:
         for error in exc.errors():
             message = error["msg"].removeprefix("Value error, ")
             path = _field_path(error["loc"])
-            problems.extend(f"{path}: {part}" if path and not part.startswith(path) else part for part in message.split("; "))
+            problems.extend(f"{path}: {part}" if path and not part.startswith(path) else part for part in message.split("\n"))
         raise ConfigError(problems) from None
 
 

@@ -33,6 +33,9 @@ class Behaviour:
     chunk_delay_s: float = 0.0
     reply_delay_s: float = 0.0  # before a non-streaming reply
     status: int = 200
+    # Per-replica overrides, by replica name.
+    replica_delay_s: dict[str, float] = field(default_factory=dict)
+    replica_status: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,13 +97,15 @@ class Replica:
         state.in_flight[self.name] = state.in_flight.get(self.name, 0) + 1
         try:
             behaviour = state.behaviour
-            if behaviour.status != 200:
+            status = behaviour.replica_status.get(self.name, behaviour.status)
+            if status != 200:
                 return web.json_response({"error": {"message": "stub failure", "type": "server_error",
-                                                    "param": None, "code": None}}, status=behaviour.status)
+                                                    "param": None, "code": None}}, status=status)
             if body.get("stream"):
                 return await self._stream(request, body, behaviour)
-            if behaviour.reply_delay_s:
-                await asyncio.sleep(behaviour.reply_delay_s)
+            delay = behaviour.replica_delay_s.get(self.name, behaviour.reply_delay_s)
+            if delay:
+                await asyncio.sleep(delay)
             return web.json_response(self._reply(request.path, body))
         finally:
             state.in_flight[self.name] -= 1
