@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from components.config import ConfigError, parse_stack_config
 from offline.engine import ROOT, _stable_id
+from offline.render import kubernetes_objects
 from tests.alert_cases import CASES, Context, Scenario
 from tests.conftest import stack_run
 from tests.helpers import objects, plain, secret_marked
@@ -43,13 +44,7 @@ def run_promtool(*args: str) -> subprocess.CompletedProcess:
 
 
 def clusters(stack: str) -> list[str]:
-    return sorted(c for c in _kubernetes(stack) if objects(stack_run(stack), c, "PrometheusRule"))
-
-
-def _kubernetes(stack: str) -> dict:
-    from offline.render import kubernetes_objects
-
-    return kubernetes_objects(stack_run(stack))
+    return sorted(c for c in kubernetes_objects(stack_run(stack)) if objects(stack_run(stack), c, "PrometheusRule"))
 
 
 def prometheus_rule(stack: str, cluster: str) -> dict:
@@ -72,8 +67,9 @@ def vllm_deployments(stack: str, cluster: str) -> list[str]:
 STACK_CLUSTERS = [(stack, cluster) for stack in STACKS for cluster in clusters(stack)]
 
 
-def test_every_cluster_of_every_stack_has_alerts():
-    assert {(s, c) for s, c in STACK_CLUSTERS} == {("dev", "dev"), ("prod", "blue"), ("prod", "green")}
+@pytest.mark.parametrize("stack", STACKS)
+def test_every_cluster_of_every_stack_has_alerts(stack):
+    assert clusters(stack) == sorted(kubernetes_objects(stack_run(stack))) != []
 
 
 # ---- promtool -------------------------------------------------------------------------------
