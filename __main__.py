@@ -9,14 +9,15 @@ import pulumi
 
 from components.cluster import ClusterStack, ClusterStackArgs
 from components.config import load_stack_config
+from components.credentials import Credentials
 from components.edge_protection import EdgeProtection, EdgeProtectionArgs
 from components.edge_zone import EdgeZone, EdgeZoneArgs
 from components.preview import disposable_labels
-from components.secret_delivery import SecretRef
 from components.traffic import TrafficSwitch, TrafficSwitchArgs
 from components.tunnel import IngressRule, InferenceTunnel, InferenceTunnelArgs, OriginRequest
 from components.tunnel_health import tunnel_health_notification
 from components.vault import SecretVault, SecretVaultArgs, VaultEntry
+from components.vllm import service_url as vllm_service_url
 
 config = load_stack_config()
 stack = config.stack
@@ -37,6 +38,7 @@ edge_protection = EdgeProtection(
         account_id=config.cloudflare.account_id,
         zone_id=zone.zone_id,
         hostname=config.public_hostname,
+        route_hostnames=tuple(route.hostname for route in config.routes),
         rate_limit=config.edge.rate_limit,
         access=config.edge.access,
     ),
@@ -48,6 +50,15 @@ origin_request = OriginRequest(
     keep_alive_timeout_seconds=config.tunnel.keep_alive_timeout_seconds,
     no_tls_verify=config.tunnel.no_tls_verify,
 )
+
+
+def route_service(backend: str, cluster_name: str) -> str:
+    """Where a hostname route sends traffic: a model's vLLM Service in that cluster, or a backend's URL."""
+    if backend in config.models:
+        return vllm_service_url(backend, config.clusters[cluster_name].namespace)
+    return config.backends[backend].url
+
+
 tunnels = {}
 for cluster_name in config.clusters:
     origin = config.origin_service(cluster_name)
@@ -59,7 +70,11 @@ for cluster_name in config.clusters:
             account_id=config.cloudflare.account_id,
             zone_id=zone.zone_id,
             tunnel_name=f"llm-edge-{stack}-{cluster_name}",
-            ingress=[IngressRule(validation_host, origin), IngressRule(config.public_hostname, origin)],
+            ingress=[
+                IngressRule(validation_host, origin),
+                IngressRule(config.public_hostname, origin),
+                *(IngressRule(r.hostname, route_service(r.backend, cluster_name)) for r in config.routes),
+            ],
             origin_request=origin_request,
             dns_hostnames=[validation_host],
         ),
@@ -69,6 +84,7 @@ for cluster_name in config.clusters:
 tunnel_health = tunnel_health_notification(config, {name: tunnel.tunnel_id for name, tunnel in tunnels.items()}, raw_config)
 
 base_url = f"https://{config.public_hostname}/v1"
+credentials = Credentials("credentials", config)
 vault = SecretVault(
     "vault",
     SecretVaultArgs(
@@ -82,8 +98,9 @@ vault = SecretVault(
                 f"tunnel-token/{name}": VaultEntry(tunnel.token, f"cloudflared connector token, cluster {name}")
                 for name, tunnel in tunnels.items()
             },
+            **credentials.vault_entries,
             "endpoint": VaultEntry(
-                json.dumps({"base_url": base_url, "stack": stack}),
+                json.dumps({"base_url": base_url, "stack": stack, "models": config.served_model_names}),
                 "Public OpenAI-compatible endpoint of this stack, for applications",
             ),
         },
@@ -92,7 +109,6 @@ vault = SecretVault(
 
 clusters = {}
 for cluster_name, cluster in config.clusters.items():
-    token_key = f"tunnel-token/{cluster_name}"
     clusters[cluster_name] = ClusterStack(
         cluster_name,
         ClusterStackArgs(
@@ -102,7 +118,7 @@ for cluster_name, cluster in config.clusters.items():
             kubeconfig=(
                 raw_config.require_secret(cluster.kubeconfig_config_key) if cluster.kubeconfig_config_key else None
             ),
-            tunnel_token=SecretRef(vault.names[token_key], vault.arns[token_key], tunnels[cluster_name].token),
+            secrets=credentials.cluster_secrets(vault, cluster_name),
         ),
     )
 
@@ -114,6 +130,7 @@ traffic = TrafficSwitch(
         mode=config.traffic.mode,
         active_cluster=config.active_cluster,
         tunnel_cnames={name: tunnel.cname for name, tunnel in tunnels.items()},
+        route_hostnames=[route.hostname for route in config.routes],
         weights=config.traffic_weights,
         load_balancer=config.traffic.load_balancer,
         account_id=config.cloudflare.account_id,

@@ -78,8 +78,18 @@ def manifest(resource: Resource) -> dict[str, Any]:
     return redact(ordered)
 
 
+class _ManifestDumper(yaml.SafeDumper):
+    """Multi-line strings (a ConfigMap's files) as literal blocks, as people write them."""
+
+
+_ManifestDumper.add_representer(
+    str,
+    lambda dumper, text: dumper.represent_scalar("tag:yaml.org,2002:str", text, style="|" if "\n" in text else None),
+)
+
+
 def manifests_yaml(objects: list[dict[str, Any]]) -> str:
-    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
+    return yaml.dump_all(objects, Dumper=_ManifestDumper, sort_keys=False, default_flow_style=False)
 
 
 def plan_summary(run: StackRun) -> str:
