@@ -62,7 +62,8 @@ def route_service(backend: str, cluster_name: str) -> str:
 tunnels = {}
 for cluster_name in config.clusters:
     origin = config.origin_service(cluster_name)
-    validation_host = config.validation_hostname(cluster_name)
+    # A preview has one cluster and nothing to validate before a cut-over: no validation hostname.
+    validation_hosts = [] if config.is_preview else [config.validation_hostname(cluster_name)]
     # Every tunnel accepts the public hostname too, so moving traffic changes no tunnel.
     tunnels[cluster_name] = InferenceTunnel(
         f"tunnel-{cluster_name}",
@@ -71,12 +72,12 @@ for cluster_name in config.clusters:
             zone_id=zone.zone_id,
             tunnel_name=f"llm-edge-{stack}-{cluster_name}",
             ingress=[
-                IngressRule(validation_host, origin),
+                *(IngressRule(host, origin) for host in validation_hosts),
                 IngressRule(config.public_hostname, origin),
                 *(IngressRule(r.hostname, route_service(r.backend, cluster_name)) for r in config.routes),
             ],
             origin_request=origin_request,
-            dns_hostnames=[validation_host],
+            dns_hostnames=validation_hosts,
         ),
     )
 
@@ -142,5 +143,6 @@ pulumi.export("baseUrl", base_url)
 pulumi.export("activeCluster", config.active_cluster)
 pulumi.export("traffic", {"mode": config.traffic.mode, "weights": config.traffic_weights if config.traffic.mode == "weighted" else {config.active_cluster: 100}})
 pulumi.export("tunnels", {name: tunnel.tunnel_id for name, tunnel in tunnels.items()})
-pulumi.export("validationUrls", {name: f"https://{config.validation_hostname(name)}/v1" for name in config.clusters})
+if not config.is_preview:
+    pulumi.export("validationUrls", {name: f"https://{config.validation_hostname(name)}/v1" for name in config.clusters})
 pulumi.export("secretArns", vault.arns)

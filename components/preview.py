@@ -11,6 +11,7 @@ build:
 - no zone-level resources (edge settings dropped) and none of dev's extra hostname routes;
 - secrets deleted at once on destroy, so re-opening a PR can re-create the same secret names;
 - the gateway image built from the pull request (`preview.gatewayImage`; default: dev's);
+- no validation hostname and no Cloudflare tunnel-health notification (nobody is paged for it);
 - no vLLM: `is_preview` tells the model components to route to dev's model Services in
   `preview.modelsNamespace` instead of running GPUs.
 """
@@ -64,6 +65,8 @@ def derive_preview(config: StackConfig) -> StackConfig:
             "secrets": config.secrets.model_copy(update={"recovery_window_days": 0}),
             "preview": preview.model_copy(update={"models_namespace": models_namespace}),
             "gateway": config.gateway.model_copy(update={"image": preview.gateway_image or config.gateway.image}),
+            # Nobody is paged for a pull request's tunnel; its Prometheus alerts stay (same cluster).
+            "alerts": config.alerts.model_copy(update={"tunnel_notifications": False}),
         }
     )
 

@@ -7,7 +7,7 @@ import yaml
 
 from gateway.config import parse_config
 from tests.conftest import stack_run
-from tests.helpers import objects, plain
+from tests.helpers import DNS_RECORD, ingress_rules, objects, plain
 
 
 @pytest.fixture(scope="module")
@@ -51,3 +51,10 @@ def test_only_the_source_stack_admits_preview_gateways(dev):
     assert preview_gateways not in vllm_peers(stack_run("prod"), "blue")
     [namespace] = objects(stack_run("pr-123"), "dev", "Namespace")
     assert namespace["metadata"]["labels"]["llm-edge.dev/disposable"] == "true"
+
+
+def test_a_preview_has_only_its_own_hostname_and_pages_nobody(preview):
+    assert [r.get("hostname") for r in ingress_rules(preview, "tunnel-dev")] == ["pr-123.example.com", None]
+    assert [plain(r)["name"] for r in preview.of_type(DNS_RECORD)] == ["pr-123.example.com"]
+    assert preview.of_type("cloudflare:index/notificationPolicy:NotificationPolicy") == []
+    assert "validationUrls" not in preview.outputs
