@@ -1,0 +1,350 @@
+"""Gateway benchmark: direct vs this gateway vs HAProxy vs the LiteLLM proxy, in one run.
+
+    .venv/bin/python -m bench.gateway            (about three minutes; needs wrk and haproxy:
+                                                  apt-get install wrk haproxy)
+
+Core 0 runs the load generators (wrk, and this process for streams); core 1 runs the upstream and
+the proxy under test. Prints a markdown table (docs/performance.md keeps one) and the issue's
+targets as ratios within this run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .streams import concurrent_streams, hold_streams
+
+ROOT = Path(__file__).resolve().parents[2]
+LITELLM_VENV = ROOT / "bench" / ".venv-litellm"
+LITELLM_VERSION = "1.108.0"
+LOADGEN_CORE, SERVER_CORE = "0", "1"
+# LiteLLM refuses weak master keys; this one is only ever used on 127.0.0.1.
+KEY = "sk-" + hashlib.sha256(b"llm-edge bench").hexdigest()
+TICKS = os.sysconf("SC_CLK_TCK")
+REQUEST = {"model": "bench", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 16}
+
+WRK_SCRIPT = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+wrk.headers["Authorization"] = "Bearer %s"
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+    e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99)))
+end
+""" % (json.dumps(REQUEST), KEY)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_http(url: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up within {timeout_s:.0f}s")
+
+
+def process_tree(pid: int) -> list[int]:
+    pids = [pid]
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        pids.extend(process_tree(int(child)))
+    return pids
+
+
+def cpu_seconds(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])  # utime + stime
+    return total / TICKS
+
+
+def rss_mb(pid: int) -> float:
+    total = 0
+    for p in process_tree(pid):
+        for line in Path(f"/proc/{p}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
+
+
+def pinned(command: list[str], core: str, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen(["taskset", "-c", core, *command], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.STDOUT, start_new_session=True, **kwargs)
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+@dataclass
+class Result:
+    name: str
+    c1_p50_ms: float = 0
+    c1_p99_ms: float = 0
+    c32_rps: float = 0
+    c32_p50_ms: float = 0
+    c32_p99_ms: float = 0
+    cpu_us_per_request: float = 0
+    ttfc_p50_ms: float = 0
+    ttfc_p99_ms: float = 0
+    gap_mean_ms: float = 0
+    gap_p99_ms: float = 0
+    errors: int = 0
+    rss_start_mb: float = 0
+    rss_1000_mb: float = 0
+    streams_open: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def wrk(url: str, connections: int, seconds: int, script: Path) -> dict:
+    out = subprocess.run(["taskset", "-c", LOADGEN_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("RESULT"))
+    requests, duration_us, socket_errors, bad_status, p50_us, p99_us = map(int, line.split()[1:])
+    return {"requests": requests, "rps": requests / (duration_us / 1e6), "errors": socket_errors + bad_status,
+            "p50_ms": p50_us / 1000, "p99_ms": p99_us / 1000}
+
+
+def percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(len(ordered) * pct / 100))]
+
+
+def measure(name: str, base_url: str, pid: int, script: Path, stream_tokens: int, open_streams: int) -> Result:
+    result = Result(name)
+    url = base_url + "/v1/chat/completions"
+    headers = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
+    result.rss_start_mb = rss_mb(pid)
+    wrk(url, 8, 1, script)  # warm-up: connection pools, lazy imports
+    c1 = wrk(url, 1, 3, script)
+    cpu_before = cpu_seconds(pid)
+    c32 = wrk(url, 32, 4, script)
+    cpu_after = cpu_seconds(pid)
+    result.c1_p50_ms, result.c1_p99_ms = c1["p50_ms"], c1["p99_ms"]
+    result.c32_rps, result.c32_p50_ms, result.c32_p99_ms = c32["rps"], c32["p50_ms"], c32["p99_ms"]
+    result.cpu_us_per_request = (cpu_after - cpu_before) / max(c32["requests"], 1) * 1e6
+    streams = asyncio.run(concurrent_streams(url, headers, 64, 4.0, stream_tokens))
+    result.ttfc_p50_ms = percentile(streams["ttfc"], 50) * 1000
+    result.ttfc_p99_ms = percentile(streams["ttfc"], 99) * 1000
+    result.gap_mean_ms = statistics.fmean(streams["gaps"]) * 1000 if streams["gaps"] else float("nan")
+    result.gap_p99_ms = percentile(streams["gaps"], 99) * 1000
+    result.errors = c1["errors"] + c32["errors"] + streams["errors"]
+    result.streams_open, result.rss_1000_mb = asyncio.run(
+        hold_streams(url, headers, open_streams, lambda: rss_mb(pid)))
+    if result.streams_open < open_streams:
+        result.notes.append(f"only {result.streams_open} of {open_streams} streams opened")
+    print(json.dumps(result.__dict__), flush=True)
+    return result
+
+
+def gateway_config(directory: Path, upstream: str) -> Path:
+    port, metrics_port = free_port(), free_port()
+    config = {
+        "listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{metrics_port}", "drain_delay_s": 0,
+        "models": {"bench": {"upstreams": [upstream]}, "bench-idle": {"upstreams": [upstream]}},
+        "clients": [{"name": "bench", "key_sha256": hashlib.sha256(KEY.encode()).hexdigest()}],
+    }
+    path = directory / "gateway.json"  # JSON is YAML
+    path.write_text(json.dumps(config))
+    return path
+
+
+def haproxy_config(directory: Path, port: int, upstream_port: int) -> Path:
+    path = directory / "haproxy.cfg"
+    path.write_text(f"""global
+    maxconn 4000
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    # without it HAProxy holds back small SSE writes, waiting to fill a packet
+    option http-no-delay
+frontend bench
+    bind 127.0.0.1:{port}
+    default_backend upstream
+backend upstream
+    server stub 127.0.0.1:{upstream_port} maxconn 2000
+""")
+    return path
+
+
+def litellm_config(directory: Path, upstream: str) -> Path:
+    path = directory / "litellm.yaml"
+    models = [{"model_name": name, "litellm_params": {"model": f"openai/{name}", "api_base": upstream + "/v1",
+                                                     "api_key": "unused"}} for name in ("bench", "bench-idle")]
+    path.write_text(json.dumps({"model_list": models, "litellm_settings": {"telemetry": False},
+                                "general_settings": {"master_key": KEY}}))
+    return path
+
+
+def ensure_litellm() -> Path | None:
+    litellm = LITELLM_VENV / "bin" / "litellm"
+    if not litellm.exists():
+        print(f"installing LiteLLM {LITELLM_VERSION} into {LITELLM_VENV} (once)...", flush=True)
+        subprocess.run([sys.executable, "-m", "venv", str(LITELLM_VENV)], check=True)
+        subprocess.run([str(LITELLM_VENV / "bin" / "pip"), "install", "-q", f"litellm[proxy]=={LITELLM_VERSION}"],
+                       check=True)
+    return litellm
+
+
+def main() -> int:
+    missing = [tool for tool in ("wrk", "haproxy", "taskset") if shutil.which(tool) is None]
+    if missing:
+        print(f"missing {', '.join(missing)}: install with `apt-get install {' '.join(missing)}`", file=sys.stderr)
+        return 2
+    os.sched_setaffinity(0, {int(LOADGEN_CORE)})
+    stream_tokens, open_streams = 40, 1000
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        directory = Path(tmp)
+        script = directory / "post.lua"
+        script.write_text(WRK_SCRIPT)
+        upstream_port = free_port()
+        upstream_url = f"http://127.0.0.1:{upstream_port}"
+        upstream = pinned([sys.executable, "-m", "bench.gateway.upstream", str(upstream_port)], SERVER_CORE, cwd=ROOT)
+        try:
+            wait_http_post(upstream_url)
+            print("direct...", flush=True)
+            results.append(measure("direct", upstream_url, upstream.pid, script, stream_tokens, open_streams))
+
+            config = gateway_config(directory, upstream_url)
+            port = json.loads(config.read_text())["listen"].rsplit(":", 1)[1]
+            print("gateway...", flush=True)
+            results.append(run_proxy("llm-edge gateway", [sys.executable, "-m", "gateway", "--config", str(config)],
+                                     f"http://127.0.0.1:{port}", "/healthz", script, stream_tokens, open_streams))
+
+            port = free_port()
+            print("haproxy...", flush=True)
+            results.append(run_proxy("HAProxy", ["haproxy", "-db", "-f", str(haproxy_config(directory, port, upstream_port))],
+                                     f"http://127.0.0.1:{port}", None, script, stream_tokens, open_streams))
+
+            litellm = ensure_litellm()
+            port = free_port()
+            print("litellm...", flush=True)
+            env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_LOG": "ERROR"}
+            results.append(run_proxy(f"LiteLLM proxy {LITELLM_VERSION}",
+                                     [str(litellm), "--config", str(litellm_config(directory, upstream_url)),
+                                      "--host", "127.0.0.1", "--port", str(port), "--num_workers", "1"],
+                                     f"http://127.0.0.1:{port}", "/health/liveliness", script, stream_tokens,
+                                     open_streams, env=env, start_timeout_s=120))
+        finally:
+            stop(upstream)
+    print(table(results))
+    print(targets(results))
+    return 0
+
+
+def wait_http_post(url: str) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("bench upstream did not start")
+
+
+def run_proxy(name: str, command: list[str], base_url: str, health_path: str | None, script: Path,
+              stream_tokens: int, open_streams: int, env: dict | None = None, start_timeout_s: float = 20) -> Result:
+    process = pinned(command, SERVER_CORE, cwd=ROOT, env=env)
+    try:
+        if health_path:
+            wait_http(base_url + health_path, start_timeout_s)
+        else:
+            wait_http_post(base_url)
+        # The process taskset started is the proxy itself (taskset execs it).
+        return measure(name, base_url, process.pid, script, stream_tokens, open_streams)
+    finally:
+        stop(process)
+
+
+def table(results: list[Result]) -> str:
+    direct = results[0]
+    rows = [
+        "| | " + " | ".join(r.name for r in results) + " |",
+        "|---|" + "---:|" * len(results),
+    ]
+
+    def row(label: str, values: list[str]) -> None:
+        rows.append(f"| {label} | " + " | ".join(values) + " |")
+
+    def added(value: float, base: float) -> str:
+        return f"{value - base:+.2f}"
+
+    row("c=1 p50 latency, ms (added)", [f"{r.c1_p50_ms:.2f} ({added(r.c1_p50_ms, direct.c1_p50_ms)})" for r in results])
+    row("c=1 p99 latency, ms (added)", [f"{r.c1_p99_ms:.2f} ({added(r.c1_p99_ms, direct.c1_p99_ms)})" for r in results])
+    row("c=32 requests/s", [f"{r.c32_rps:.0f}" for r in results])
+    row("c=32 p50 latency, ms (added)", [f"{r.c32_p50_ms:.2f} ({added(r.c32_p50_ms, direct.c32_p50_ms)})" for r in results])
+    row("c=32 p99 latency, ms (added)", [f"{r.c32_p99_ms:.2f} ({added(r.c32_p99_ms, direct.c32_p99_ms)})" for r in results])
+    row("CPU per request at c=32, us (proxy process; upstream for direct)", [f"{r.cpu_us_per_request:.0f}" for r in results])
+    row("64 streams: first chunk p50, ms (added)", [f"{r.ttfc_p50_ms:.2f} ({added(r.ttfc_p50_ms, direct.ttfc_p50_ms)})" for r in results])
+    row("64 streams: first chunk p99, ms (added)", [f"{r.ttfc_p99_ms:.2f} ({added(r.ttfc_p99_ms, direct.ttfc_p99_ms)})" for r in results])
+    row("64 streams: mean gap between chunks, ms (added)", [f"{r.gap_mean_ms:.3f} ({added(r.gap_mean_ms, direct.gap_mean_ms)})" for r in results])
+    row("64 streams: p99 gap between chunks, ms (added)", [f"{r.gap_p99_ms:.2f} ({added(r.gap_p99_ms, direct.gap_p99_ms)})" for r in results])
+    row("errors (all phases)", [str(r.errors) for r in results])
+    row("RSS at start, MB", [f"{r.rss_start_mb:.0f}" for r in results])
+    row("RSS with 1,000 open streams, MB", [f"{r.rss_1000_mb:.0f} ({r.streams_open} open)" for r in results])
+    notes = [f"- {r.name}: {note}" for r in results for note in r.notes]
+    return "\n".join(rows + ([""] + notes if notes else []))
+
+
+def targets(results: list[Result]) -> str:
+    by_name = {r.name.split()[0]: r for r in results}
+    direct, gateway, haproxy = by_name["direct"], by_name["llm-edge"], by_name["HAProxy"]
+    litellm = by_name["LiteLLM"]
+    ttfc_gateway = gateway.ttfc_p50_ms - direct.ttfc_p50_ms
+    ttfc_haproxy = haproxy.ttfc_p50_ms - direct.ttfc_p50_ms
+    checks = [
+        ("requests/s at c=32 >= 25x LiteLLM's", gateway.c32_rps / litellm.c32_rps, 25, ">="),
+        ("CPU per request <= 10x HAProxy's", gateway.cpu_us_per_request / max(haproxy.cpu_us_per_request, 1e-9), 10, "<="),
+        ("added p99 at c=1 < 1 ms", gateway.c1_p99_ms - direct.c1_p99_ms, 1, "<"),
+        ("added first chunk (p50) <= 2x HAProxy's", ttfc_gateway / ttfc_haproxy if ttfc_haproxy > 0 else float("inf"), 2, "<="),
+        ("added mean gap between chunks < 0.5 ms", gateway.gap_mean_ms - direct.gap_mean_ms, 0.5, "<"),
+        ("zero errors", gateway.errors, 0, "<="),
+        ("RSS at start < 80 MB", gateway.rss_start_mb, 80, "<"),
+        ("RSS with 1,000 open streams < 200 MB", gateway.rss_1000_mb, 200, "<"),
+    ]
+    lines = ["", "| target | this run | met |", "|---|---:|---|"]
+    for label, value, limit, op in checks:
+        met = {"<": value < limit, "<=": value <= limit, ">=": value >= limit}[op]
+        lines.append(f"| {label} | {value:.2f} | {'yes' if met else 'NO'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
