@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -62,6 +63,8 @@ async def serve(gateway: Gateway, host: str, port: int, metrics_host: str, metri
         await web.TCPSite(metrics_runner, metrics_host, metrics_port).start()
         log.info("listening on %s:%d (metrics on %s:%d), models: %s", host, port, metrics_host, metrics_port,
                  ", ".join(gateway.pools))
+        # Start-up objects live as long as the process: keep them out of every GC pass.
+        gc.freeze()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):

@@ -129,20 +129,24 @@ class Forwarder:
         await response.prepare(request)
         outcome.status = 200
         pending = b""
-        first = True
+        content = upstream.content
         try:
-            async for data in upstream.content.iter_any():
-                if first:
-                    self._metrics.child(self._metrics.ttft, model).observe(time.monotonic() - started)
-                    first = False
-                data = pending + data if pending else data
-                end = _complete_events_end(data)
-                # A partial event is useless to the client: hold it back until its end arrives.
-                complete, pending = data[:end], data[end:]
+            data = await content.readany()
+            self._metrics.child(self._metrics.ttft, model).observe(time.monotonic() - started)
+            while data:
+                if pending:
+                    data = pending + data
+                if data.endswith(b"\n\n"):  # the usual case: whole events, as vLLM writes them
+                    complete, pending = data, b""
+                else:
+                    # A partial event is useless to the client: hold it back until its end arrives.
+                    end = _complete_events_end(data)
+                    complete, pending = data[:end], data[end:]
                 if complete and _USAGE.search(complete):
                     complete = _take_usage(complete, client_wants_usage, outcome)
                 if complete:
                     await response.write(complete)
+                data = await content.readany()
             if pending:
                 await response.write(pending)
         except ConnectionResetError:  # writing to a client that has gone
