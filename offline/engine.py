@@ -7,6 +7,7 @@ sent to the (mock) engine, secrets still marked as secrets.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import runpy
@@ -228,6 +229,12 @@ def _replace_secure(value: Any) -> Any:
 _run_lock = threading.Lock()
 
 
+def use_fresh_event_loop() -> None:
+    """The Pulumi runtime schedules on the thread's current event loop; code that ran before
+    (asyncio.run in the same process, e.g. other tests) may have closed or unset it."""
+    asyncio.set_event_loop(asyncio.new_event_loop())
+
+
 def run_program(
     stack: str, config: dict[str, str], secret_keys: list[str] = (), program: Path = ROOT / "__main__.py"
 ) -> StackRun:
@@ -244,6 +251,7 @@ def run_program(
         sys.path.insert(0, str(program.parent))
     run = StackRun(stack=stack, config=dict(config))
     with _run_lock:
+        use_fresh_event_loop()
         settings.reset_options(project=PROJECT, stack=stack, preview=False)
         settings.SETTINGS.rpc_manager.clear()
         settings.SETTINGS.outputs.clear()

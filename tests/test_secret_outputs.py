@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pulumi
 import pytest
+from pulumi.runtime.stack import wait_for_rpcs
 from pulumi.runtime.sync_await import _sync_await
 
 from components.tunnel import IngressRule, InferenceTunnel, InferenceTunnelArgs, OriginRequest
 from components.vault import SecretVault, SecretVaultArgs, VaultEntry
-from offline.engine import OfflineMocks
+from offline.engine import OfflineMocks, use_fresh_event_loop
 
 
 def is_secret(output: pulumi.Output) -> bool:
@@ -23,9 +24,12 @@ def resolved(output: pulumi.Output):
 def mocked():
     from pulumi.runtime import settings
 
+    use_fresh_event_loop()
     settings.reset_options(project="llm-edge", stack="unit", preview=False)
     pulumi.runtime.set_mocks(OfflineMocks(), project="llm-edge", stack="unit", preview=False)
     yield
+    # Let the registrations the test started finish, as a program run would.
+    _sync_await(wait_for_rpcs())
 
 
 def make_tunnel() -> InferenceTunnel:
