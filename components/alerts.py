@@ -39,7 +39,8 @@ class MonitoredApp:
 
 
 CLOUDFLARED = MonitoredApp("cloudflared", "metrics")
-GATEWAY = MonitoredApp("gateway", "http")
+# The gateway serves /metrics on its own port, never reachable through the tunnel.
+GATEWAY = MonitoredApp("gateway", "metrics")
 VLLM = MonitoredApp("vllm", "http")
 
 

@@ -14,6 +14,7 @@ from components.connector import CloudflaredConnector, CloudflaredConnectorArgs
 from components.connector import APP as CONNECTOR_APP
 from components.connector import METRICS_PORT as CONNECTOR_METRICS_PORT
 from components.credentials import ClusterSecrets
+from components.gateway import METRICS_PORT as GATEWAY_METRICS_PORT
 from components.gateway import PORT as GATEWAY_PORT
 from components.gateway import Gateway, GatewayArgs, Upstream
 from components.labels import PART_OF, selector_labels
@@ -208,8 +209,10 @@ class ClusterStack(pulumi.ComponentResource):
             Allow("allow-metrics-to-cloudflared", to=connector, ports=[CONNECTOR_METRICS_PORT], from_pods=[], from_monitoring=True)
         ]
         if self.gateway is not None:
-            # The gateway serves /metrics on its API port, so the monitoring namespace reaches that port.
-            allows.append(Allow("allow-to-gateway", to=self.gateway.selector, ports=[GATEWAY_PORT], from_pods=[connector], from_monitoring=True))
+            allows.append(Allow("allow-to-gateway", to=self.gateway.selector, ports=[GATEWAY_PORT], from_pods=[connector]))
+            allows.append(
+                Allow("allow-metrics-to-gateway", to=self.gateway.selector, ports=[GATEWAY_METRICS_PORT], from_pods=[], from_monitoring=True)
+            )
         for model_name, server in self.models.items():
             sources = [self.gateway.selector] if self.gateway is not None else []
             # The tunnel reaches vLLM itself only without a gateway, or for a hostname route to the model.

@@ -33,6 +33,8 @@ from components.workload import (
 
 APP = "gateway"
 PORT = 8080
+# /metrics only: kept off the API port so the tunnel never publishes it.
+METRICS_PORT = 9090
 CONFIG_PATH = "/etc/gateway"
 # The gateway image's user (gateway/Dockerfile).
 GATEWAY_UID = 10001
@@ -70,6 +72,7 @@ def gateway_config(args: GatewayArgs) -> dict:
     settings = args.settings
     return {
         "listen": f"0.0.0.0:{PORT}",
+        "metrics_listen": f"0.0.0.0:{METRICS_PORT}",
         "models": {
             u.model: {"upstreams": u.urls, **({"upstream_key_env": env_name("upstream", u.key.secret_name, u.key.key)} if u.key else {})}
             for u in args.upstreams
@@ -120,7 +123,10 @@ class Gateway(pulumi.ComponentResource):
             image=settings.image,
             args=["--config", f"{CONFIG_PATH}/config.yaml"],
             env=env,
-            ports=[k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT)],
+            ports=[
+                k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT),
+                k8s.core.v1.ContainerPortArgs(name="metrics", container_port=METRICS_PORT),
+            ],
             readiness_probe=http_probe("/readyz", "http", 5, 2),
             liveness_probe=http_probe("/healthz", "http", 10, 3),
             resources=resource_requirements(settings.resources),

@@ -31,6 +31,10 @@ def test_rendered_config_is_valid_for_the_gateway_and_every_env_var_it_names_is_
     assert config.models["llama3.2:3b"].upstreams == ["http://10.20.0.15:11434"]
     assert config.cors_origins == ["https://app.example.com"]
     [container] = pod_spec(prod, "gateway", "blue")["containers"]
+    # The API and /metrics listen where the container declares them (metrics off the tunnel's port).
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": int(config.listen.rsplit(":", 1)[1]), "metrics": int(config.metrics_listen.rsplit(":", 1)[1])}
+    assert ports["http"] != ports["metrics"]
     # Every *_env the config names is provided by the Deployment (from a Secret), so start-up succeeds.
     environ = {e["name"]: "0" * 64 for e in container["env"]}
     secrets = resolve_secrets(config, {**environ, **{k: f"{i:064x}" for i, k in enumerate(environ)}})

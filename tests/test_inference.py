@@ -164,7 +164,9 @@ def test_network_policies_allow_only_each_hop_of_the_request_path(prod):
         return rule["from"], rule["ports"]
 
     peers, ports = sources("allow-to-gateway")
-    assert peers == [{"podSelector": {"matchLabels": connector}}, monitoring] and ports == [{"port": 8080, "protocol": "TCP"}]
+    assert peers == [{"podSelector": {"matchLabels": connector}}] and ports == [{"port": 8080, "protocol": "TCP"}]
+    peers, ports = sources("allow-metrics-to-gateway")
+    assert peers == [monitoring] and ports == [{"port": 9090, "protocol": "TCP"}]
     # The 72b model has no hostname route: only the gateway reaches it.
     peers, ports = sources("allow-to-vllm-qwen-2-5-72b")
     assert peers == [{"podSelector": {"matchLabels": gateway}}, monitoring] and ports == [{"port": 8000, "protocol": "TCP"}]
