@@ -317,7 +317,7 @@ class Gateway(Model):
     """The API-key gateway between the tunnel and the models (see gateway/README.md)."""
 
     enabled: bool = True
-    image: PinnedImage = "ghcr.io/llm-edge/gateway:0.1.0"
+    image: PinnedImage = "ghcr.io/llm-edge/llm-edge-gateway:0.1.0"
     replicas: Annotated[int, Field(ge=2, le=50)] = 2
     max_replicas: Annotated[int, Field(ge=2, le=100)] = 6
     target_cpu_utilization: Annotated[int, Field(ge=10, le=100)] = 70

@@ -77,7 +77,7 @@ def test_backend_url_has_no_path_and_model_names_have_one_home():
     ({"maxReplicas": 2, "replicas": 3}, "gateway.maxReplicas"),
     ({"corsOrigins": ["*"]}, "gateway.corsOrigins.0"),
     ({"clients": [{"name": "a", "models": ["gpt-4"]}]}, "gateway.clients[0].models"),
-    ({"image": "ghcr.io/llm-edge/gateway:latest"}, "gateway.image"),
+    ({"image": "ghcr.io/llm-edge/llm-edge-gateway:latest"}, "gateway.image"),
 ])
 def test_gateway_errors(patch, key):
     [line] = errors_of(with_("gateway", patch, WITH_MODEL))

@@ -27,7 +27,7 @@ PROD_ACCESS_OVERRIDES = {
         "access": {"serviceTokens": ["batch-jobs", "chat-app"]},
     }
 }
-PREVIEW_OVERRIDES = {"preview": {"gatewayImage": "ghcr.io/llm-edge/gateway:pr-123-0a1b2c3"}}
+PREVIEW_OVERRIDES = {"preview": {"gatewayImage": "ghcr.io/llm-edge/llm-edge-gateway:pr-123-0a1b2c3"}}
 
 VARIANTS = [
     ("dev", "dev", None),
