@@ -18,11 +18,12 @@ from components.labels import object_labels, selector_labels
 from components.workload import (
     SecretKey,
     disruption_budget,
-    http_probe,
-    secret_env,
     hardened_container_security,
+    http_probe,
     non_root_pod_security,
     resource_requirements,
+    rolling_deployment_spec,
+    secret_env,
     spread_across_nodes,
     tolerations,
 )
@@ -71,26 +72,22 @@ class CloudflaredConnector(pulumi.ComponentResource):
             f"{name}-deployment",
             k8s.apps.v1.DeploymentInitArgs(
                 metadata=metadata,
-                spec=k8s.apps.v1.DeploymentSpecArgs(
+                spec=rolling_deployment_spec(
                     replicas=args.replicas,
-                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
-                    strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                        type="RollingUpdate",
-                        rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
-                    ),
-                    template=k8s.core.v1.PodTemplateSpecArgs(
-                        metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels(APP, args.instance, "connector")),
-                        spec=k8s.core.v1.PodSpecArgs(
-                            containers=[container],
-                            automount_service_account_token=False,
-                            # Lets cloudflared proxy ICMP (ping, traceroute) as its own user, as in Cloudflare's guide.
-                            security_context=non_root_pod_security(
-                                NONROOT_UID, sysctls={"net.ipv4.ping_group_range": f"{NONROOT_UID} {NONROOT_UID}"}
-                            ),
-                            tolerations=tolerations(args.tolerated_taints),
-                            topology_spread_constraints=spread_across_nodes(self.selector),
-                            termination_grace_period_seconds=40,
+                    selector=self.selector,
+                    max_surge=1,
+                    max_unavailable=0,
+                    pod_metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels(APP, args.instance, "connector")),
+                    pod_spec=k8s.core.v1.PodSpecArgs(
+                        containers=[container],
+                        automount_service_account_token=False,
+                        # Lets cloudflared proxy ICMP (ping, traceroute) as its own user, as in Cloudflare's guide.
+                        security_context=non_root_pod_security(
+                            NONROOT_UID, sysctls={"net.ipv4.ping_group_range": f"{NONROOT_UID} {NONROOT_UID}"}
                         ),
+                        tolerations=tolerations(args.tolerated_taints),
+                        topology_spread_constraints=spread_across_nodes(self.selector),
+                        termination_grace_period_seconds=40,
                     ),
                 ),
             ),

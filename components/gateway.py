@@ -22,11 +22,12 @@ from components.labels import object_labels, selector_labels
 from components.workload import (
     SecretKey,
     disruption_budget,
-    http_probe,
-    secret_env,
     hardened_container_security,
+    http_probe,
     non_root_pod_security,
     resource_requirements,
+    rolling_deployment_spec,
+    secret_env,
     spread_across_nodes,
     tolerations,
 )
@@ -137,34 +138,30 @@ class Gateway(pulumi.ComponentResource):
             f"{name}-deployment",
             k8s.apps.v1.DeploymentInitArgs(
                 metadata=metadata,
-                spec=k8s.apps.v1.DeploymentSpecArgs(
+                spec=rolling_deployment_spec(
                     replicas=settings.replicas,
-                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
-                    strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                        type="RollingUpdate",
-                        rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=1, max_unavailable=0),
+                    selector=self.selector,
+                    max_surge=1,
+                    max_unavailable=0,
+                    pod_metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels,
+                        # A new config rolls the pods; the gateway reads its config only at start-up.
+                        annotations={"llm-edge.dev/config-sha256": hashlib.sha256(config_text.encode()).hexdigest()},
                     ),
-                    template=k8s.core.v1.PodTemplateSpecArgs(
-                        metadata=k8s.meta.v1.ObjectMetaArgs(
-                            labels=labels,
-                            # A new config rolls the pods; the gateway reads its config only at start-up.
-                            annotations={"llm-edge.dev/config-sha256": hashlib.sha256(config_text.encode()).hexdigest()},
-                        ),
-                        spec=k8s.core.v1.PodSpecArgs(
-                            containers=[container],
-                            volumes=[
-                                k8s.core.v1.VolumeArgs(
-                                    name="config",
-                                    config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=APP),
-                                )
-                            ],
-                            automount_service_account_token=False,
-                            security_context=non_root_pod_security(GATEWAY_UID),
-                            tolerations=tolerations(args.tolerated_taints),
-                            topology_spread_constraints=spread_across_nodes(self.selector),
-                            # Above the drain: endpoint removal delay plus the grace for in-flight streams.
-                            termination_grace_period_seconds=DRAIN_DELAY_SECONDS + settings.drain_grace_seconds + 10,
-                        ),
+                    pod_spec=k8s.core.v1.PodSpecArgs(
+                        containers=[container],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="config",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=APP),
+                            )
+                        ],
+                        automount_service_account_token=False,
+                        security_context=non_root_pod_security(GATEWAY_UID),
+                        tolerations=tolerations(args.tolerated_taints),
+                        topology_spread_constraints=spread_across_nodes(self.selector),
+                        # Above the drain: endpoint removal delay plus the grace for in-flight streams.
+                        termination_grace_period_seconds=DRAIN_DELAY_SECONDS + settings.drain_grace_seconds + 10,
                     ),
                 ),
             ),

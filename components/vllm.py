@@ -15,7 +15,15 @@ import pulumi_kubernetes as k8s
 
 from components.config import Gpu, ModelPlan
 from components.labels import object_labels, selector_labels
-from components.workload import SecretKey, disruption_budget, http_probe, resource_requirements, secret_env, tolerations
+from components.workload import (
+    SecretKey,
+    disruption_budget,
+    http_probe,
+    resource_requirements,
+    rolling_deployment_spec,
+    secret_env,
+    tolerations,
+)
 
 APP = "vllm"
 PORT = 8000
@@ -116,26 +124,22 @@ class VllmServer(pulumi.ComponentResource):
             f"{name}-deployment",
             k8s.apps.v1.DeploymentInitArgs(
                 metadata=metadata(self.service_name),
-                spec=k8s.apps.v1.DeploymentSpecArgs(
+                spec=rolling_deployment_spec(
                     replicas=plan.replicas,
-                    selector=k8s.meta.v1.LabelSelectorArgs(match_labels=self.selector),
+                    selector=self.selector,
                     # GPUs are scarce: stop one old pod before starting its replacement.
-                    strategy=k8s.apps.v1.DeploymentStrategyArgs(
-                        type="RollingUpdate",
-                        rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=0, max_unavailable=1),
-                    ),
-                    template=k8s.core.v1.PodTemplateSpecArgs(
-                        metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
-                        spec=k8s.core.v1.PodSpecArgs(
-                            containers=[container],
-                            volumes=volumes,
-                            automount_service_account_token=False,
-                            tolerations=tolerations(gpu.tolerated_taints),
-                            node_selector=gpu.node_selector or None,
-                            affinity=_product_affinity(gpu),
-                            # Lets in-flight generations finish after the endpoint is removed.
-                            termination_grace_period_seconds=120,
-                        ),
+                    max_surge=0,
+                    max_unavailable=1,
+                    pod_metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    pod_spec=k8s.core.v1.PodSpecArgs(
+                        containers=[container],
+                        volumes=volumes,
+                        automount_service_account_token=False,
+                        tolerations=tolerations(gpu.tolerated_taints),
+                        node_selector=gpu.node_selector or None,
+                        affinity=_product_affinity(gpu),
+                        # Lets in-flight generations finish after the endpoint is removed.
+                        termination_grace_period_seconds=120,
                     ),
                 ),
             ),

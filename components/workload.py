@@ -95,6 +95,25 @@ def spread_across_nodes(selector: dict[str, str]) -> list[k8s.core.v1.TopologySp
     ]
 
 
+def rolling_deployment_spec(
+    replicas: int,
+    selector: dict[str, str],
+    pod_metadata: k8s.meta.v1.ObjectMetaArgs,
+    pod_spec: k8s.core.v1.PodSpecArgs,
+    max_surge: int,
+    max_unavailable: int,
+) -> k8s.apps.v1.DeploymentSpecArgs:
+    return k8s.apps.v1.DeploymentSpecArgs(
+        replicas=replicas,
+        selector=k8s.meta.v1.LabelSelectorArgs(match_labels=selector),
+        strategy=k8s.apps.v1.DeploymentStrategyArgs(
+            type="RollingUpdate",
+            rolling_update=k8s.apps.v1.RollingUpdateDeploymentArgs(max_surge=max_surge, max_unavailable=max_unavailable),
+        ),
+        template=k8s.core.v1.PodTemplateSpecArgs(metadata=pod_metadata, spec=pod_spec),
+    )
+
+
 def disruption_budget(
     name: str,
     metadata: k8s.meta.v1.ObjectMetaArgs,
