@@ -38,6 +38,11 @@ class Metrics:
         self.upstream_healthy = Gauge(
             "gateway_upstream_healthy", "1 if the upstream address takes traffic, 0 while it cools down.",
             ["model", "upstream"], registry=r)
+        # Per model rather than per address: it exists even when DNS gives a model no address at
+        # all, so "no upstream for this model" can be alerted on.
+        self.model_healthy_upstreams = Gauge(
+            "gateway_model_healthy_upstreams", "Upstream addresses taking traffic for the model (not cooling down).",
+            ["model"], registry=r)
         self.upstream_outstanding = Gauge(
             "gateway_upstream_outstanding_requests", "Requests in flight to the upstream address.",
             ["model", "upstream"], registry=r)

@@ -100,6 +100,8 @@ class UpstreamPool:
         self.endpoints: list[Endpoint] = []
         self._next = 0  # rotates ties so equal loads spread across replicas
         self._build({t: [t[1]] for t in self._targets if is_ip_literal(t[1])})
+        # Computed at scrape time: a cool-down ends by the clock, not by an event that could set it.
+        metrics.model_healthy_upstreams.labels(model).set_function(self.healthy_count)
 
     @property
     def needs_dns(self) -> bool:
@@ -131,6 +133,10 @@ class UpstreamPool:
                             hostname, self.model, exc)
                 addresses[target] = [e.address for e in self.endpoints if e.target == target]
         self._build(addresses)
+
+    def healthy_count(self) -> int:
+        now = time.monotonic()
+        return sum(1 for e in self.endpoints if e.healthy(now))
 
     def has_healthy(self) -> bool:
         now = time.monotonic()

@@ -132,6 +132,26 @@ def test_failing_upstream_cools_down_then_is_retried(own_stub, start_gateway):
     assert gateway.metric("gateway_upstream_healthy", model="m", upstream=bad.url) == 1
 
 
+def test_model_healthy_upstreams_gauge(stub, start_gateway):
+    dead = f"http://127.0.0.1:{free_port()}"
+    gateway = start_gateway({"models": {"down": {"upstreams": [dead]}, "up": {"upstreams": [stub.replicas["c0"].url]}},
+                             "clients": [{"name": "full", "key_sha256": sha256(KEYS["full"])}],
+                             "health": {"failures": 2, "cooldown_s": 30}})
+    text = gateway.metrics()
+    # Present for every model from start-up, before any traffic.
+    assert 'gateway_model_healthy_upstreams{model="down"} 1.0' in text
+    assert 'gateway_model_healthy_upstreams{model="up"} 1.0' in text
+    client = gateway.client()
+    for _ in range(2):
+        with pytest.raises(openai.APIStatusError) as caught:
+            client.chat.completions.create(model="down", messages=MESSAGES)
+        assert caught.value.status_code == 502
+    client.chat.completions.create(model="up", messages=MESSAGES)
+    text = gateway.metrics()
+    assert 'gateway_model_healthy_upstreams{model="down"} 0.0' in text
+    assert gateway.metric("gateway_model_healthy_upstreams", model="up") >= 1
+
+
 def test_dns_name_is_expanded_to_its_addresses(stub, start_gateway):
     # localhost resolves to 127.0.0.1 (and on most hosts ::1, where nothing listens: refused, retried).
     port = stub.replicas["c1"].port
@@ -203,6 +223,22 @@ def test_every_upstream_cooling_down_still_gets_tried():
         pool.record_failure(endpoint)
     assert not pool.has_healthy()
     assert pool.pick(set()) in pool.endpoints
+
+
+def test_model_healthy_upstreams_is_zero_for_an_empty_pool():
+    async def resolver(host: str, port: int) -> list[str]:
+        return []
+
+    metrics = Metrics()
+    pool = UpstreamPool("m", ["http://vllm.ns.svc:8000"], HealthSettings(failures=1, cooldown_s=60), metrics, resolver)
+
+    def healthy() -> float | None:
+        return metrics.registry.get_sample_value("gateway_model_healthy_upstreams", {"model": "m"})
+
+    assert healthy() == 0, "present (and 0) before DNS answered"
+    asyncio.run(pool.refresh())
+    assert pool.endpoints == [] and healthy() == 0
+    assert metrics.registry.get_sample_value("gateway_upstream_healthy", {"model": "m", "upstream": "http://vllm.ns.svc:8000"}) is None
 
 
 def test_dns_refresh_keeps_state_of_addresses_that_stay():
