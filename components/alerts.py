@@ -181,7 +181,9 @@ def rule_groups(args: AlertsArgs) -> list[dict]:
             ),
             alert(
                 "LlmEdgeGatewayNoHealthyUpstream",
-                f"max by (model) (gateway_upstream_healthy{gw}) < 1",
+                # Counted per model, so a pool with no addresses at all (the Service has no
+                # ready pod) reads 0 instead of having no series.
+                f"max by (model) (gateway_model_healthy_upstreams{gw}) < 1",
                 rules.gateway_no_healthy_upstream.for_, "critical",
                 "The gateway has no healthy upstream for model {{ $labels.model }}",
                 f"No gateway replica in namespace {ns} sees a healthy upstream address for model "

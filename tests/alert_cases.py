@@ -153,15 +153,16 @@ def gateway_slow_first_token(ctx: Context) -> tuple[list[Scenario], list[Scenari
 
 
 def gateway_no_healthy_upstream(ctx: Context) -> tuple[list[Scenario], list[Scenario]]:
-    def upstreams(first: int, second: int) -> dict[str, str]:
+    def healthy(first: int, second: int) -> dict[str, str]:
+        """How many upstream addresses of the model each gateway replica sees taking traffic."""
         return {
-            ctx.sel("gateway_upstream_healthy", "gateway", pod="gateway-a", model="llama", upstream="10.0.0.1:8000"): _gauge(first),
-            ctx.sel("gateway_upstream_healthy", "gateway", pod="gateway-b", model="llama", upstream="10.0.0.2:8000"): _gauge(second),
+            ctx.sel("gateway_model_healthy_upstreams", "gateway", pod="gateway-a", model="llama"): _gauge(first),
+            ctx.sel("gateway_model_healthy_upstreams", "gateway", pod="gateway-b", model="llama"): _gauge(second),
         }
 
     return (
-        [Scenario("both upstream addresses unhealthy", upstreams(0, 0), [{"model": "llama"}])],
-        [Scenario("one upstream address still healthy", upstreams(0, 1))],
+        [Scenario("no replica sees a healthy address (or the pool is empty)", healthy(0, 0), [{"model": "llama"}])],
+        [Scenario("one replica still sees a healthy address", healthy(0, 1))],
     )
 
 

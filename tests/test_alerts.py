@@ -397,3 +397,18 @@ def test_changed_thresholds_reach_the_rules():
                                     models=["m"], gateway=True, settings=settings))
     queue = next(r for g in groups for r in g["rules"] if r["alert"] == "LlmEdgeVllmQueueBuildUp")
     assert queue["expr"].endswith("> 40") and queue["for"] == "20m"
+
+
+def test_the_gateway_metrics_the_rules_query_are_ones_the_gateway_exports():
+    import re
+
+    from gateway.metrics import Metrics
+
+    # Family names; series add `_total` (counters) or `_bucket`/`_sum`/`_count` (histograms).
+    exported = {family.name for family in Metrics().registry.collect()}
+    rule = prometheus_rule("prod", "blue")
+    queried = {m for r in alert_rules(rule) for m in re.findall(r"\b(gateway_[a-z_]+)\b", r["expr"])}
+    assert queried, "the prod rules query no gateway metric"
+    suffixes = ("_total", "_bucket", "_sum", "_count")
+    missing = {m for m in queried if m not in exported and not any(m.removesuffix(s) in exported for s in suffixes if m.endswith(s))}
+    assert missing == set(), f"rules query metrics the gateway does not export: {sorted(missing)}"
