@@ -31,7 +31,7 @@ class Endpoint:
     """One upstream address, e.g. http://10.0.0.5:8000 (Host header and TLS name kept from the URL)."""
 
     __slots__ = ("model", "target", "address", "url", "host_header", "tls_name", "outstanding",
-                 "_failures", "_cooldown_until", "_failures_total", "_healthy_gauge", "_outstanding_gauge")
+                 "_failures", "_cooldown_until", "_failures_total", "_healthy_gauge")
 
     def __init__(self, model: str, target: tuple[str, str, int], address: str, metrics: Metrics):
         scheme, hostname, port = target
@@ -47,7 +47,8 @@ class Endpoint:
         self._cooldown_until = 0.0
         self._failures_total = metrics.upstream_failures.labels(model, self.url)
         self._healthy_gauge = metrics.upstream_healthy.labels(model, self.url)
-        self._outstanding_gauge = metrics.upstream_outstanding.labels(model, self.url)
+        # Read at scrape time: a locked gauge update twice per request is measurable on the hot path.
+        metrics.upstream_outstanding.labels(model, self.url).set_function(lambda: self.outstanding)
         self._healthy_gauge.set(1)
 
     def healthy(self, now: float) -> bool:
@@ -55,11 +56,9 @@ class Endpoint:
 
     def acquire(self) -> None:
         self.outstanding += 1
-        self._outstanding_gauge.inc()
 
     def release(self) -> None:
         self.outstanding -= 1
-        self._outstanding_gauge.dec()
 
     def record_success(self) -> None:
         if self._failures:

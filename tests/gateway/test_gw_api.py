@@ -231,3 +231,18 @@ def test_unauthenticated_requests_use_placeholder_labels(gateway):
     raw(gateway, "/v1/chat/completions", b'{"model": "made-up-by-caller"}', headers={"Authorization": "Bearer nope"})
     assert gateway.metric("gateway_requests_total", client="-", model="-", status="401") == before + 1
     assert "made-up-by-caller" not in gateway.metrics()
+
+
+def test_include_usage_is_added_to_the_request_body_as_sent():
+    from gateway.proxy import _ask_for_usage
+
+    def added(body: bytes) -> dict:
+        return json.loads(_ask_for_usage(body, json.loads(body), json.loads(body).get("stream_options")))
+
+    plain = b'{"model": "chat", "stream": true, "messages": [{"role": "user", "content": "h\\u00e9"}]} \n'
+    assert _ask_for_usage(plain, json.loads(plain), None).startswith(plain.rstrip()[:-1])
+    assert added(plain) == {**json.loads(plain), "stream_options": {"include_usage": True}}
+    other = b'{"model": "chat", "stream": true, "stream_options": {"continuous_usage_stats": true}}'
+    assert added(other)["stream_options"] == {"continuous_usage_stats": True, "include_usage": True}
+    utf16 = '{"model": "chat", "stream": true}'.encode("utf-16")
+    assert added(utf16) == {"model": "chat", "stream": True, "stream_options": {"include_usage": True}}
