@@ -8,7 +8,6 @@ import json
 import logging
 import time
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -18,6 +17,7 @@ from .config import GatewayConfig, ResolvedSecrets
 from .limits import ClientLimits
 from .metrics import CLIENT_CLOSED, Metrics, Outcome
 from .proxy import Forwarder
+from .upstream_client import UpstreamClient
 from .upstreams import UpstreamPool
 
 log = logging.getLogger("gateway")
@@ -64,7 +64,7 @@ class Gateway:
         app.router.add_route("OPTIONS", "/{path:.*}", self.preflight)
         app.router.add_route("*", "/{path:.*}", self.unknown_path)
         app.on_response_prepare.append(self._on_prepare)
-        app.cleanup_ctx.append(self._upstream_session)
+        app.cleanup_ctx.append(self._upstream_client)
         return app
 
     def make_metrics_app(self) -> web.Application:
@@ -72,15 +72,11 @@ class Gateway:
         app.router.add_get("/metrics", self.serve_metrics)
         return app
 
-    async def _upstream_session(self, app: web.Application):
-        timeout = aiohttp.ClientTimeout(total=None, sock_connect=self.config.upstream_connect_timeout_s,
-                                        sock_read=self.config.upstream_read_timeout_s)
-        connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=_UPSTREAM_IDLE_S)
-        # No cookie jar: an upstream's cookies must not travel to other clients' requests, and
-        # filtering an empty jar on every request is wasted work.
-        async with aiohttp.ClientSession(connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar(),
-                                         skip_auto_headers=("User-Agent", "Accept-Encoding")) as session:
-            self._forwarder = Forwarder(session, self.metrics, self._upstream_keys)
+    async def _upstream_client(self, app: web.Application):
+        client = UpstreamClient(connect_timeout_s=self.config.upstream_connect_timeout_s,
+                                read_timeout_s=self.config.upstream_read_timeout_s, idle_s=_UPSTREAM_IDLE_S)
+        try:
+            self._forwarder = Forwarder(client, self.metrics, self._upstream_keys)
             dns_pools = [pool for pool in self.pools.values() if pool.needs_dns]
             refresher = None
             if dns_pools:
@@ -91,6 +87,8 @@ class Gateway:
                 refresher.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await refresher
+        finally:
+            client.close()
 
     async def _refresh_dns(self, pools: list[UpstreamPool]) -> None:
         while True:

@@ -226,8 +226,16 @@ def resolve_secrets(config: GatewayConfig, environ: dict[str, str] | None = None
         value = environ.get(model.upstream_key_env, "")
         if not value:
             problems.append(f"models.{name}.upstream_key_env: environment variable {model.upstream_key_env} is not set")
+        elif not _is_header_token(value):
+            # It goes into an Authorization header as it is: a line break would start another header.
+            problems.append(f"models.{name}.upstream_key_env: environment variable {model.upstream_key_env} holds "
+                            "spaces, line breaks or non-ASCII characters (a trailing newline from a file?)")
         else:
             upstream_keys[name] = value
     if problems:
         raise ConfigError(problems)
     return ResolvedSecrets(client_hashes=client_hashes, upstream_keys=upstream_keys)
+
+
+def _is_header_token(value: str) -> bool:
+    return all("!" <= character <= "~" for character in value)

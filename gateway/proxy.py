@@ -7,35 +7,31 @@ type, the Host of the configured upstream and that model's own upstream key.
 
 from __future__ import annotations
 
-import asyncio
 import json
-import re
 import time
 
-import aiohttp
 from aiohttp import web
 
 from . import errors
 from .limits import ClientLimits
 from .metrics import CLIENT_CLOSED, Metrics, Outcome
+from .sse import USAGE, ClientGone, SseRelay
+from .upstream_client import NotConnected, UpstreamClient, UpstreamConnection, UpstreamError, UpstreamTimeout
 from .upstreams import Endpoint, UpstreamPool
 
-_USAGE = re.compile(rb'"usage"\s*:\s*\{')
-# A plain substring test is several times cheaper than the regex and rules out almost every
-# streamed chunk; the regex then only runs on the final usage chunk.
-_USAGE_KEY = b'"usage"'
 _INCLUDE_USAGE = b',"stream_options":{"include_usage":true}}'
 _JSON_SPACE = b" \t\r\n"
-_EVENT_END = re.compile(rb"\r?\n\r?\n")
 # Replies with these statuses count against the upstream's passive health.
 _UNHEALTHY_STATUSES = frozenset((502, 503, 504))
 
 
 class Forwarder:
-    def __init__(self, session: aiohttp.ClientSession, metrics: Metrics, upstream_keys: dict[str, str]):
-        self._session = session
+    def __init__(self, client: UpstreamClient, metrics: Metrics, upstream_keys: dict[str, str]):
+        self._client = client
         self._metrics = metrics
-        self._auth_headers = {model: f"Bearer {key}" for model, key in upstream_keys.items()}
+        # resolve_secrets() admits only printable ASCII without spaces: safe in a header line.
+        self._auth_lines = {model: f"Authorization: Bearer {key}\r\n".encode("ascii")
+                            for model, key in upstream_keys.items()}
 
     async def forward(self, request: web.Request, limits: ClientLimits, pool: UpstreamPool,
                       payload: dict, body: bytes, outcome: Outcome) -> web.StreamResponse:
@@ -58,22 +54,16 @@ class Forwarder:
             tried.add(endpoint)
             endpoint.acquire()
             try:
-                upstream = await self._session.post(
-                    endpoint.url + request.path, data=body, headers=self._headers(model, endpoint),
-                    server_hostname=endpoint.tls_name)
-            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError):
+                upstream = await self._client.send(endpoint.connect_to, self._request(request.path, model, endpoint, body))
+            except NotConnected:
                 # Nothing reached this upstream, so another one may safely take the request.
                 endpoint.release()
                 pool.record_failure(endpoint)
                 continue
-            except asyncio.TimeoutError:
+            except UpstreamError as exc:
                 endpoint.release()
                 pool.record_failure(endpoint)
-                return errors.upstream_timeout(model)
-            except aiohttp.ClientError:
-                endpoint.release()
-                pool.record_failure(endpoint)
-                return errors.upstream_failed(model)
+                return errors.upstream_timeout(model) if isinstance(exc, UpstreamTimeout) else errors.upstream_failed(model)
             except BaseException:
                 endpoint.release()
                 raise
@@ -91,74 +81,58 @@ class Forwarder:
                     pool.record_failure(endpoint)
                 return response
             return await self._relay_body(upstream, outcome)
-        except asyncio.TimeoutError:
+        except UpstreamError as exc:
             pool.record_failure(endpoint)
-            return errors.upstream_timeout(model)
-        except aiohttp.ClientError:
-            pool.record_failure(endpoint)
-            return errors.upstream_failed(model)
+            return errors.upstream_timeout(model) if isinstance(exc, UpstreamTimeout) else errors.upstream_failed(model)
         finally:
-            # Closing (rather than releasing) an unfinished reply drops the upstream connection,
-            # which is how vLLM learns that nobody is waiting and stops generating.
-            upstream.close()
+            # An unfinished reply's connection is dropped rather than kept, which is how vLLM
+            # learns that nobody is waiting and stops generating.
+            self._client.release(upstream)
             endpoint.release()
             limits.charge_tokens(outcome.prompt_tokens + outcome.completion_tokens)
 
-    def _headers(self, model: str, endpoint: Endpoint) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if model in self._auth_headers:
-            headers["Authorization"] = self._auth_headers[model]
-        if endpoint.host_header:
-            headers["Host"] = endpoint.host_header
-        return headers
+    def _request(self, path: str, model: str, endpoint: Endpoint, body: bytes) -> bytes:
+        """The request head and body: only the configured Host, the content type and the model's own key."""
+        # `path` is one of the gateway's fixed routes (aiohttp matched it), never free text from a client.
+        return b"".join((
+            b"POST ", path.encode("ascii"), b" HTTP/1.1\r\nHost: ", endpoint.host,
+            b"\r\nContent-Type: application/json\r\nContent-Length: ", b"%d" % len(body), b"\r\n",
+            self._auth_lines.get(model, b""), b"\r\n", body))
 
-    async def _relay_body(self, upstream: aiohttp.ClientResponse, outcome: Outcome) -> web.Response:
-        body = await upstream.read()
-        if upstream.status == 200 and _USAGE.search(body):
+    async def _relay_body(self, upstream: UpstreamConnection, outcome: Outcome) -> web.Response:
+        body = await upstream.read_body()
+        if upstream.status == 200 and USAGE.search(body):
             try:
                 outcome.add_usage(json.loads(body).get("usage"))
             except (ValueError, AttributeError):
                 pass  # not JSON after all: relayed as it is, just not counted
         return web.Response(status=upstream.status, body=body,
-                            headers={"Content-Type": upstream.headers.get("Content-Type", "application/json")})
+                            headers={"Content-Type": upstream.content_type or "application/json"})
 
-    async def _relay_stream(self, request: web.Request, upstream: aiohttp.ClientResponse, client_wants_usage: bool,
+    async def _relay_stream(self, request: web.Request, upstream: UpstreamConnection, client_wants_usage: bool,
                             started: float, model: str, outcome: Outcome) -> tuple[web.StreamResponse, bool]:
         """Relay SSE events as they arrive; returns the response and whether the upstream broke off."""
         response = web.StreamResponse(status=200, headers={
-            "Content-Type": upstream.headers.get("Content-Type", "text/event-stream"),
+            "Content-Type": upstream.content_type or "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
         })
-        # Every relayed chunk goes through this loop: write to the payload writer prepare()
-        # returns (one coroutine layer less than response.write) and keep lookups out of it.
-        write = (await response.prepare(request)).write
+        writer = await response.prepare(request)
         outcome.status = 200
-        pending = b""
-        readany = upstream.content.readany
-        try:
-            data = await readany()
-            self._metrics.child(self._metrics.ttft, model).observe(time.monotonic() - started)
-            while data:
-                if pending:
-                    data = pending + data
-                if data.endswith(b"\n\n"):  # the usual case: whole events, as vLLM writes them
-                    complete, pending = data, b""
-                else:
-                    # A partial event is useless to the client: hold it back until its end arrives.
-                    end = _complete_events_end(data)
-                    complete, pending = data[:end], data[end:]
-                if _USAGE_KEY in complete and _USAGE.search(complete):
-                    complete = _take_usage(complete, client_wants_usage, outcome)
-                if complete:
-                    await write(complete)
-                data = await readany()
-            if pending:
-                await write(pending)
-        except ConnectionResetError:  # writing to a client that has gone
+        ttft = self._metrics.child(self._metrics.ttft, model)
+        if request.transport is None:
             outcome.status = CLIENT_CLOSED
             return response, False
-        except (asyncio.TimeoutError, aiohttp.ClientError):
+        relay = SseRelay(request, writer, client_wants_usage, outcome,
+                         lambda: ttft.observe(time.monotonic() - started))
+        try:
+            await upstream.relay(relay.feed, relay.drain)
+            relay.finish()
+            await response.write_eof()
+        except (ClientGone, ConnectionResetError):
+            outcome.status = CLIENT_CLOSED
+            return response, False
+        except UpstreamError:
             # Headers are sent, so the reply cannot become an error any more; ending it without
             # the final chunk makes the client see a failure instead of a short answer.
             if request.transport is not None:
@@ -180,31 +154,3 @@ def _ask_for_usage(body: bytes, payload: dict, options: object) -> bytes:
             return stripped[:-1] + _INCLUDE_USAGE
     payload["stream_options"] = {**(options if isinstance(options, dict) else {}), "include_usage": True}
     return json.dumps(payload).encode()
-
-
-def _complete_events_end(data: bytes) -> int:
-    lf = data.rfind(b"\n\n")
-    crlf = data.rfind(b"\r\n\r\n")
-    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
-
-
-def _take_usage(events: bytes, client_wants_usage: bool, outcome: Outcome) -> bytes:
-    """Count the usage in these SSE events; drop the usage-only chunk if the client did not ask for it."""
-    kept = []
-    position = 0
-    for boundary in _EVENT_END.finditer(events):
-        event = events[position:boundary.end()]
-        position = boundary.end()
-        if _USAGE.search(event):
-            try:
-                chunk = json.loads(event.strip().removeprefix(b"data:"))
-            except ValueError:
-                chunk = None
-            if isinstance(chunk, dict):
-                outcome.add_usage(chunk.get("usage"))
-                if not client_wants_usage and chunk.get("choices") == []:
-                    continue
-        kept.append(event)
-    kept.append(events[position:])
-    return b"".join(kept)
-

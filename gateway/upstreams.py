@@ -30,7 +30,7 @@ async def resolve_addresses(host: str, port: int) -> list[str]:
 class Endpoint:
     """One upstream address, e.g. http://10.0.0.5:8000 (Host header and TLS name kept from the URL)."""
 
-    __slots__ = ("model", "target", "address", "url", "host_header", "tls_name", "outstanding",
+    __slots__ = ("model", "target", "address", "url", "host", "connect_to", "outstanding",
                  "_failures", "_cooldown_until", "_failures_total", "_healthy_gauge")
 
     def __init__(self, model: str, target: tuple[str, str, int], address: str, metrics: Metrics):
@@ -40,8 +40,11 @@ class Endpoint:
         self.target = target
         self.address = address
         self.url = f"{scheme}://{shown}:{port}"
-        self.host_header = None if hostname == address else f"{hostname}:{port}"
-        self.tls_name = hostname if scheme == "https" and hostname != address else None
+        # Host header: the name from the URL, so name-based upstreams see the name they serve.
+        self.host = (f"{shown}:{port}" if hostname == address else f"{hostname}:{port}").encode("idna")
+        # (address, port, TLS server name or None for plain HTTP): the certificate is checked
+        # against the URL's name even when connecting to one of its addresses.
+        self.connect_to = (address, port, hostname if scheme == "https" else None)
         self.outstanding = 0
         self._failures = 0
         self._cooldown_until = 0.0

@@ -132,6 +132,37 @@ def test_failing_upstream_cools_down_then_is_retried(own_stub, start_gateway):
     assert gateway.metric("gateway_upstream_healthy", model="m", upstream=bad.url) == 1
 
 
+def test_upstream_silent_past_the_read_timeout_is_504(own_stub, start_gateway):
+    replica = own_stub.replica("s0")
+    own_stub.state.behaviour.reply_delay_s = 2.0
+    gateway = start_gateway(one_model([replica.url], upstream_read_timeout_s=0.3))
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as caught:
+        gateway.client().chat.completions.create(model="m", messages=MESSAGES)
+    assert caught.value.status_code == 504 and caught.value.code == "upstream_timeout"
+    assert time.monotonic() - started < 1.5
+    assert gateway.metric("gateway_upstream_failures_total", model="m", upstream=replica.url) == 1
+
+
+def test_stream_stalling_past_the_read_timeout_is_cut_off(own_stub, start_gateway):
+    replica = own_stub.replica("s0")
+    own_stub.state.behaviour.chunks = 3
+    own_stub.state.behaviour.chunk_delay_s = 1.0
+    gateway = start_gateway(one_model([replica.url], upstream_read_timeout_s=0.3))
+    stream = gateway.client().chat.completions.create(model="m", messages=MESSAGES, stream=True)
+    received = []
+    with pytest.raises(openai.APIConnectionError):
+        for chunk in stream:
+            received.append(chunk)
+    # The first chunk came at once; the stall after it ended the reply without its last chunk.
+    assert len(received) == 1
+    deadline = time.monotonic() + 2
+    while not own_stub.state.cancelled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert own_stub.state.cancelled == ["s0"], "the upstream saw its stream dropped"
+    assert gateway.metric("gateway_requests_total", client="full", model="m", status="502") == 1
+
+
 def test_model_healthy_upstreams_gauge(stub, start_gateway):
     dead = f"http://127.0.0.1:{free_port()}"
     gateway = start_gateway({"models": {"down": {"upstreams": [dead]}, "up": {"upstreams": [stub.replicas["c0"].url]}},
@@ -255,7 +286,8 @@ def test_dns_refresh_keeps_state_of_addresses_that_stay():
     assert pool.needs_dns and pool.endpoints == []
     asyncio.run(pool.refresh())
     assert [e.url for e in pool.endpoints] == ["http://10.0.0.1:8000", "http://10.0.0.2:8000"]
-    assert {e.host_header for e in pool.endpoints} == {"vllm.ns.svc:8000"}
+    assert {e.host for e in pool.endpoints} == {b"vllm.ns.svc:8000"}
+    assert [e.connect_to for e in pool.endpoints] == [("10.0.0.1", 8000, None), ("10.0.0.2", 8000, None)]
     kept = pool.endpoints[1]
     kept.acquire()
     asyncio.run(pool.refresh())

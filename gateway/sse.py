@@ -1,0 +1,108 @@
+"""Relaying an upstream's Server-Sent Events to the client as they arrive.
+
+Whole events only (a partial event waits for its end), written straight to the client's transport
+in HTTP/1.1 chunked framing; the usage in the final usage chunk is counted, and that chunk is
+dropped when the client did not ask for it (the gateway asked on its behalf).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+
+from .metrics import Outcome
+
+USAGE = re.compile(rb'"usage"\s*:\s*\{')
+# A plain substring test is several times cheaper than the regex and rules out almost every
+# streamed chunk; the regex then only runs on the final usage chunk.
+_USAGE_KEY = b'"usage"'
+_EVENT_END = re.compile(rb"\r?\n\r?\n")
+
+
+class ClientGone(Exception):
+    """The client closed its connection while its stream was being relayed."""
+
+
+class SseRelay:
+    """The sink for one streamed reply (see UpstreamConnection.relay)."""
+
+    def __init__(self, request: web.Request, writer: AbstractStreamWriter, client_wants_usage: bool,
+                 outcome: Outcome, on_first_chunk: Callable[[], None]):
+        # The headers go out now: from here on chunks are written to the transport directly,
+        # one call per chunk instead of aiohttp's coroutine-per-write (the writer ends the body).
+        writer.send_headers()
+        self._writer = writer
+        self._transport: asyncio.Transport = request.transport
+        self._high_water = self._transport.get_write_buffer_limits()[1]
+        self._client_wants_usage = client_wants_usage
+        self._outcome = outcome
+        self._on_first_chunk = on_first_chunk
+        self._pending = b""
+
+    def feed(self, data: bytes) -> bool:
+        """Relay what can be relayed of `data`; True when the client's buffer is full (or it has gone)."""
+        if self._on_first_chunk is not None:
+            self._on_first_chunk()
+            self._on_first_chunk = None
+        if self._pending:
+            data = self._pending + data
+            self._pending = b""
+        if not data.endswith(b"\n\n"):  # usually whole events, as vLLM writes them
+            end = _complete_events_end(data)
+            data, self._pending = data[:end], data[end:]
+        if _USAGE_KEY in data and USAGE.search(data):
+            data = _take_usage(data, self._client_wants_usage, self._outcome)
+        return self._write(data)
+
+    def finish(self) -> None:
+        """The upstream's reply ended: whatever is left of an unterminated event goes out as it is."""
+        if self._pending:
+            self._write(self._pending)
+            self._pending = b""
+        if self._transport.is_closing():
+            raise ClientGone()
+
+    async def drain(self) -> None:
+        if self._transport.is_closing():
+            raise ClientGone()
+        await self._writer.drain()
+
+    def _write(self, data: bytes) -> bool:
+        transport = self._transport
+        if transport.is_closing():
+            return True  # the relay stops at its next drain()
+        if data:
+            transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+        return transport.get_write_buffer_size() > self._high_water
+
+
+def _complete_events_end(data: bytes) -> int:
+    lf = data.rfind(b"\n\n")
+    crlf = data.rfind(b"\r\n\r\n")
+    return max(lf + 2 if lf >= 0 else 0, crlf + 4 if crlf >= 0 else 0)
+
+
+def _take_usage(events: bytes, client_wants_usage: bool, outcome: Outcome) -> bytes:
+    """Count the usage in these SSE events; drop the usage-only chunk if the client did not ask for it."""
+    kept = []
+    position = 0
+    for boundary in _EVENT_END.finditer(events):
+        event = events[position:boundary.end()]
+        position = boundary.end()
+        if USAGE.search(event):
+            try:
+                chunk = json.loads(event.strip().removeprefix(b"data:"))
+            except ValueError:
+                chunk = None
+            if isinstance(chunk, dict):
+                outcome.add_usage(chunk.get("usage"))
+                if not client_wants_usage and chunk.get("choices") == []:
+                    continue
+        kept.append(event)
+    kept.append(events[position:])
+    return b"".join(kept)
