@@ -87,6 +87,18 @@ def test_secrets_come_from_the_environment():
     ]
 
 
+def test_upstream_key_that_would_break_its_header_line_is_refused():
+    data = valid()
+    data["models"]["llama-8b"]["upstream_key_env"] = "VLLM_API_KEY"
+    config = parse_config(data)
+    for bad in ("s3cret\n", "s3cret\r\nX-Injected: 1", "two words", "clé"):
+        with pytest.raises(ConfigError) as caught:
+            resolve_secrets(config, {"VLLM_API_KEY": bad})
+        assert caught.value.problems == [
+            "models.llama-8b.upstream_key_env: environment variable VLLM_API_KEY holds spaces, line breaks "
+            "or non-ASCII characters (a trailing newline from a file?)"]
+
+
 def test_two_clients_with_one_key_are_refused():
     data = valid()
     data["clients"].append({"name": "other", "key_sha256": HASH})
