@@ -35,8 +35,13 @@ async def _one_stream(session: aiohttp.ClientSession, url: str, headers: dict, b
     return last is not None
 
 
-async def concurrent_streams(url: str, headers: dict, concurrency: int, duration_s: float, tokens: int) -> dict:
-    """`concurrency` streams kept open for `duration_s` (each worker starts a new one when its stream ends)."""
+async def concurrent_streams(url: str, headers: dict, concurrency: int, duration_s: float, tokens: int,
+                             spread_s: float = 0.0) -> dict:
+    """`concurrency` streams kept open for `duration_s` (each worker starts a new one when its stream ends).
+
+    With `spread_s`, worker i starts its first stream i/concurrency of `spread_s` late, so that new
+    streams keep arriving evenly instead of all at the same instant.
+    """
     ttfc: list[float] = []
     gaps: list[float] = []
     errors = 0
@@ -45,8 +50,9 @@ async def concurrent_streams(url: str, headers: dict, concurrency: int, duration
     deadline = time.perf_counter() + duration_s
     timeout = aiohttp.ClientTimeout(total=60)
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0), timeout=timeout) as session:
-        async def worker() -> None:
+        async def worker(index: int) -> None:
             nonlocal errors, completed
+            await asyncio.sleep(spread_s * index / concurrency)
             while time.perf_counter() < deadline:
                 try:
                     ok = await _one_stream(session, url, headers, body, ttfc, gaps)
@@ -57,7 +63,7 @@ async def concurrent_streams(url: str, headers: dict, concurrency: int, duration
                 else:
                     errors += 1
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
     return {"ttfc": ttfc, "gaps": gaps, "errors": errors, "streams": completed}
 
 
