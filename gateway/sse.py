@@ -33,9 +33,9 @@ class SseRelay:
 
     def __init__(self, request: web.Request, writer: AbstractStreamWriter, client_wants_usage: bool,
                  outcome: Outcome, on_first_chunk: Callable[[], None]):
-        # The headers go out now: from here on chunks are written to the transport directly,
-        # one call per chunk instead of aiohttp's coroutine-per-write (the writer ends the body).
-        writer.send_headers()
+        # StreamResponse.prepare() has sent the head; from here on chunks are written to the
+        # transport directly, one call per chunk instead of aiohttp's coroutine per write, in the
+        # chunked framing prepare() announced (the writer still ends the body: write_eof()).
         self._writer = writer
         self._transport: asyncio.Transport = request.transport
         self._high_water = self._transport.get_write_buffer_limits()[1]

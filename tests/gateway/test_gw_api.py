@@ -93,6 +93,18 @@ def test_streamed_chunks_are_relayed_as_they_come(gateway, stub):
     assert len(gaps) == 3 and all(gap > 0.1 for gap in gaps), gaps
 
 
+def test_stream_headers_reach_the_client_before_the_first_chunk(gateway, stub):
+    stub.state.behaviour.first_chunk_delay_s = 0.5
+    started = time.monotonic()
+    stream = gateway.client().chat.completions.create(model="chat", messages=MESSAGES, stream=True)
+    headers_after = time.monotonic() - started  # the SDK returns once the response head is in
+    chunks = list(stream)
+    first_chunk_after = time.monotonic() - started
+    assert headers_after < 0.3, "the 200 and its headers did not wait for the first chunk"
+    assert first_chunk_after >= 0.45
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "t0 t1 t2 "
+
+
 def test_missing_and_wrong_key_are_401(gateway, stub):
     with pytest.raises(openai.AuthenticationError) as caught:
         gateway.client(key="sk-wrong").chat.completions.create(model="chat", messages=MESSAGES)

@@ -31,6 +31,7 @@ class Behaviour:
 
     chunks: int = 3  # content chunks in a stream (one token each)
     chunk_delay_s: float = 0.0
+    first_chunk_delay_s: float = 0.0  # between the stream's headers and its first event (prefill)
     reply_delay_s: float = 0.0  # before a non-streaming reply
     status: int = 200
     # Per-replica overrides, by replica name.
@@ -126,7 +127,9 @@ class Replica:
 
     async def _stream(self, request: web.Request, body: dict, behaviour: Behaviour) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        await response.prepare(request)
+        await response.prepare(request)  # sends the 200 at once, before the prompt is processed, as vLLM does
+        if behaviour.first_chunk_delay_s:
+            await asyncio.sleep(behaviour.first_chunk_delay_s)
         include_usage = (body.get("stream_options") or {}).get("include_usage") is True
         base = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "created": int(time.time()),
                 "model": body.get("model")}
