@@ -20,8 +20,8 @@ def chunk(data: bytes) -> bytes:
 
 
 class ScriptedUpstream:
-    """Answers each request on a connection with the next reply `script(n)` produces (n counts
-    connections); the script may be a coroutine writing to the writer itself."""
+    """Answers each request with `script(writer)`, a coroutine that writes the reply; it returns
+    False to close the connection after it."""
 
     def __init__(self, script):
         self.script = script
@@ -39,14 +39,13 @@ class ScriptedUpstream:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
-        number = self.connections
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
                 length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
                                   if line.lower().startswith(b"content-length")))
                 self.requests.append(head + await reader.readexactly(length))
-                if await self.script(number, writer) is False:
+                if await self.script(writer) is False:
                     break
         except asyncio.IncompleteReadError as exc:
             if not exc.partial:
@@ -58,7 +57,7 @@ class ScriptedUpstream:
 
 
 def reply(data: bytes, keep_open: bool = True):
-    async def script(number, writer):
+    async def script(writer):
         writer.write(data)
         await writer.drain()
         return keep_open
@@ -102,7 +101,7 @@ def test_body_without_length_ends_with_the_connection_and_is_not_reused():
 def test_stream_pieces_reach_the_sink_as_they_arrive():
     arrivals: list[tuple[bytes, float]] = []
 
-    async def script(number, writer):
+    async def script(writer):
         writer.write(HEAD_CHUNKED + chunk(b"data: 1\n\n"))
         for piece in (b"data: 2\n\n", b"data: 3\n\n"):
             await asyncio.sleep(0.2)
@@ -156,7 +155,7 @@ def test_connection_closed_mid_body_is_broken():
 
 
 def test_read_timeout_counts_from_the_last_data_not_from_the_start():
-    async def script(number, writer):
+    async def script(writer):
         writer.write(HEAD_CHUNKED)
         for _ in range(6):  # 0.6 s of trickle, longer than the 0.3 s timeout
             await asyncio.sleep(0.1)
@@ -180,7 +179,7 @@ def test_read_timeout_counts_from_the_last_data_not_from_the_start():
 
 
 def test_silent_upstream_times_out_waiting_for_the_head():
-    async def script(number, writer):
+    async def script(writer):
         await asyncio.sleep(5)
         return False
 
@@ -239,7 +238,7 @@ def test_connection_the_upstream_closed_while_idle_is_not_reused():
 def test_full_sink_pauses_reading_until_drained():
     sent = 50
 
-    async def script(number, writer):
+    async def script(writer):
         writer.write(HEAD_CHUNKED)
         for index in range(sent):
             writer.write(chunk(b"data: %d\n\n" % index))
