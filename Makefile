@@ -5,13 +5,13 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STACK ?= dev
-STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt gateway/requirements.txt | sha256sum | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt gateway/requirements.txt gateway/constraints.txt | sha256sum | cut -c1-12)
 
 .PHONY: synth test policy tools clean
 
-$(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt
+$(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt gateway/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c gateway/constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
 
 # SET: space-separated config overrides for this render only, with the path syntax of
