@@ -210,12 +210,14 @@ class UpstreamConnection(asyncio.Protocol):
 class UpstreamClient:
     """Connections to upstream addresses, reused while they stay idle for less than `idle_s`."""
 
-    def __init__(self, connect_timeout_s: float, read_timeout_s: float, idle_s: float) -> None:
+    def __init__(self, connect_timeout_s: float, read_timeout_s: float, idle_s: float,
+                 tls: ssl.SSLContext | None = None) -> None:
         self._connect_timeout_s = connect_timeout_s
         self._read_timeout_s = read_timeout_s
         self._idle_s = idle_s
         self._idle: dict[tuple, list[UpstreamConnection]] = {}
-        self._tls: ssl.SSLContext | None = None
+        # Default: the system's CAs (or SSL_CERT_FILE / SSL_CERT_DIR), names and expiry checked.
+        self._tls = tls
 
     async def send(self, address: tuple, request: bytes) -> UpstreamConnection:
         """Send one request and wait for the head of its reply.

@@ -1,12 +1,14 @@
 """The gateway's HTTP/1.1 client against scripted upstreams on 127.0.0.1: keep-alive reuse and
-expiry, the ways a reply can end or break, the read-timeout watchdog and backpressure."""
+expiry, the ways a reply can end or break, the read-timeout watchdog, backpressure and TLS."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 
 import pytest
+import trustme
 
 from gateway.upstream_client import NotConnected, UpstreamBroken, UpstreamClient, UpstreamTimeout
 from gw_harness import free_port
@@ -276,3 +278,47 @@ def test_full_sink_pauses_reading_until_drained():
     body, drains, delivered_while_draining = run(scenario())
     assert body == b"".join(b"data: %d\n\n" % index for index in range(sent))
     assert drains >= 5 and delivered_while_draining == 0
+
+
+# --- https upstreams -------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def certificate_authority():
+    return trustme.CA()
+
+
+async def tls_upstream(ca: trustme.CA, name: str):
+    """A scripted upstream that serves TLS with a certificate for `name` from `ca`."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(name).configure_cert(context)
+    upstream = ScriptedUpstream(reply(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"))
+    upstream.server = await asyncio.start_server(upstream._serve, "127.0.0.1", 0, ssl=context)
+    upstream.address = ("127.0.0.1", upstream.server.sockets[0].getsockname()[1])
+    return upstream
+
+
+def trusting(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context
+
+
+def test_https_upstream_certificate_is_checked_against_the_url_name(certificate_authority):
+    async def scenario():
+        upstream = await tls_upstream(certificate_authority, "vllm.models.svc")
+        try:
+            client = UpstreamClient(1, 1, idle_s=5, tls=trusting(certificate_authority))
+            connection = await client.send((*upstream.address, "vllm.models.svc"), REQUEST)
+            body = await connection.read_body()
+            with pytest.raises(NotConnected, match="certificate"):
+                await client.send((*upstream.address, "other.models.svc"), REQUEST)
+            untrusting = UpstreamClient(1, 1, idle_s=5)  # the system's CAs do not know this one
+            with pytest.raises(NotConnected, match="certificate"):
+                await untrusting.send((*upstream.address, "vllm.models.svc"), REQUEST)
+            client.close()
+            return body, upstream.requests
+        finally:
+            upstream.server.close()
+
+    body, requests = run(scenario())
+    assert body == b"ok" and len(requests) == 1, "only the verified connection carried the request"
