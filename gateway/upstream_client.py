@@ -187,7 +187,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._framed = True
 
     def on_headers_complete(self) -> None:
-        self.status = self._parser.get_status_code()
+        status = self._parser.get_status_code()
+        if status < 200:
+            return  # 1xx (e.g. 103 Early Hints): informational, the real reply follows
+        self.status = status
         self._wake()
 
     def on_body(self, body: bytes) -> None:
@@ -199,6 +202,10 @@ class UpstreamConnection(asyncio.Protocol):
             self._wake()
 
     def on_message_complete(self) -> None:
+        if not self.status:
+            self.content_type = None  # the end of a 1xx reply
+            self._framed = False
+            return
         self._complete = True
         self._keep_alive = self._parser.should_keep_alive()
         if self._watchdog is not None:

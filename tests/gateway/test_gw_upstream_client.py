@@ -134,6 +134,21 @@ def test_stream_pieces_reach_the_sink_as_they_arrive():
     assert arrivals[1][1] - arrivals[0][1] >= 0.15  # relayed when it came, not at the end
 
 
+def test_informational_replies_before_the_reply_are_skipped():
+    async def scenario():
+        replies = (b"HTTP/1.1 100 Continue\r\n\r\n"
+                   b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                   b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        async with ScriptedUpstream(reply(replies)) as up:
+            client = UpstreamClient(1, 1, idle_s=5)
+            connection = await client.send(up.address, REQUEST)
+            result = connection.status, connection.content_type, await connection.read_body(), connection.reusable
+            client.close()
+            return result
+
+    assert run(scenario()) == (200, "application/json", b"{}", True)
+
+
 def test_reply_that_is_not_http_is_broken():
     async def scenario():
         async with ScriptedUpstream(reply(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")) as up:
