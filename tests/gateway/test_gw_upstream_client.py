@@ -135,11 +135,16 @@ def test_stream_pieces_reach_the_sink_as_they_arrive():
 
 
 def test_informational_replies_before_the_reply_are_skipped():
+    async def script(writer):
+        for informational in (b"HTTP/1.1 100 Continue\r\n\r\n",
+                              b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"):
+            writer.write(informational)
+            await asyncio.sleep(0.1)  # each in a read of its own
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+        return True
+
     async def scenario():
-        replies = (b"HTTP/1.1 100 Continue\r\n\r\n"
-                   b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
-                   b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
-        async with ScriptedUpstream(reply(replies)) as up:
+        async with ScriptedUpstream(script) as up:
             client = UpstreamClient(1, 1, idle_s=5)
             connection = await client.send(up.address, REQUEST)
             result = connection.status, connection.content_type, await connection.read_body(), connection.reusable
