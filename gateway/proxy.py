@@ -63,7 +63,7 @@ class Forwarder:
             except UpstreamError as exc:
                 endpoint.release()
                 pool.record_failure(endpoint)
-                return errors.upstream_timeout(model) if isinstance(exc, UpstreamTimeout) else errors.upstream_failed(model)
+                return _upstream_error(model, exc)
             except BaseException:
                 endpoint.release()
                 raise
@@ -83,7 +83,7 @@ class Forwarder:
             return await self._relay_body(upstream, outcome)
         except UpstreamError as exc:
             pool.record_failure(endpoint)
-            return errors.upstream_timeout(model) if isinstance(exc, UpstreamTimeout) else errors.upstream_failed(model)
+            return _upstream_error(model, exc)
         finally:
             # An unfinished reply's connection is dropped rather than kept, which is how vLLM
             # learns that nobody is waiting and stops generating.
@@ -140,6 +140,10 @@ class Forwarder:
             outcome.status = 502
             return response, True
         return response, False
+
+
+def _upstream_error(model: str, error: UpstreamError) -> web.Response:
+    return errors.upstream_timeout(model) if isinstance(error, UpstreamTimeout) else errors.upstream_failed(model)
 
 
 def _ask_for_usage(body: bytes, payload: dict, options: object) -> bytes:
