@@ -1,6 +1,6 @@
 """Gateway benchmark: direct vs this gateway vs HAProxy vs the LiteLLM proxy, in one run.
 
-    .venv/bin/python -m bench.gateway            (about three minutes; needs wrk and haproxy:
+    .venv/bin/python -m bench.gateway            (about 3.5 minutes; needs wrk and haproxy:
                                                   apt-get install wrk haproxy)
 
 Core 0 runs the load generators (wrk, and this process for streams); core 1 runs the upstream and
