@@ -1,6 +1,6 @@
-"""Gateway benchmark: direct vs this gateway vs HAProxy vs the LiteLLM proxy, in one run.
+"""Gateway benchmark: direct vs this gateway vs a bare Python proxy vs HAProxy vs the LiteLLM proxy, in one run.
 
-    .venv/bin/python -m bench.gateway            (about 3.5 minutes; needs wrk and haproxy:
+    .venv/bin/python -m bench.gateway            (about 4.5 minutes; needs wrk and haproxy:
                                                   apt-get install wrk haproxy)
 
 Core 0 runs the load generators (wrk, and this process for streams); core 1 runs the upstream and
@@ -40,6 +40,8 @@ HEADERS = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 # Stream rounds per target and start pattern, interleaved across targets so that drift in the
 # machine's other load falls on all of them alike.
 STREAM_ROUNDS = 4
+# bench/gateway/floor_proxy.py: a bare Python proxy, to tell the gateway's own cost from CPython's.
+FLOOR = "floor: bare httptools proxy"
 
 WRK_SCRIPT = """
 wrk.method = "POST"
@@ -278,6 +280,11 @@ def main() -> int:
             gateway = start([sys.executable, "-m", "gateway", "--config", str(config)], f"http://127.0.0.1:{port}",
                             "/healthz", processes)
             targets_up.append(("llm-edge gateway", f"http://127.0.0.1:{port}", gateway.pid))
+
+            port = free_port()
+            floor = start([sys.executable, "-m", "bench.gateway.floor_proxy", str(port), upstream_url,
+                           hashlib.sha256(KEY.encode()).hexdigest()], f"http://127.0.0.1:{port}", "/healthz", processes)
+            targets_up.append((FLOOR, f"http://127.0.0.1:{port}", floor.pid))
 
             port = free_port()
             haproxy = start(["haproxy", "-db", "-f", str(haproxy_config(directory, port, upstream_port))],
