@@ -77,6 +77,17 @@ class GatewayProcess:
                 return float(value)
         return 0.0
 
+    def wait_for_metric(self, name: str, value: float, timeout_s: float = 2.0, **labels: str) -> float:
+        """The sample once it equals `value`, or its last value after `timeout_s`.
+
+        A request is counted when its handler ends, which for a stream can be just after the
+        client has read the final event.
+        """
+        deadline = time.monotonic() + timeout_s
+        while (current := self.metric(name, **labels)) != value and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return current
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -221,7 +221,8 @@ def test_metrics_count_requests_and_tokens_per_client_and_model(gateway):
     list(client.chat.completions.create(model="chat", messages=MESSAGES, stream=True))  # 3, usage chunk dropped
     with pytest.raises(openai.PermissionDeniedError):
         client.chat.completions.create(model="other", messages=MESSAGES)
-    assert gateway.metric("gateway_requests_total", client="chat-only", model="chat", status="200") == before_ok + 2
+    assert gateway.wait_for_metric("gateway_requests_total", before_ok + 2,
+                                   client="chat-only", model="chat", status="200") == before_ok + 2
     assert gateway.metric("gateway_requests_total", client="chat-only", model="other", status="403") == before_403 + 1
     assert gateway.metric("gateway_tokens_total", client="chat-only", model="chat", direction="in") == before_in + 2 * PROMPT_TOKENS
     assert gateway.metric("gateway_tokens_total", client="chat-only", model="chat", direction="out") == before_out + 5
