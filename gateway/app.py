@@ -15,7 +15,7 @@ from . import errors
 from .auth import Client, KeyRing
 from .config import GatewayConfig, ResolvedSecrets
 from .limits import ClientLimits
-from .metrics import CLIENT_CLOSED, Metrics, Outcome
+from .metrics import Metrics, Outcome
 from .proxy import Forwarder
 from .upstream_client import UpstreamClient
 from .upstreams import UpstreamPool
@@ -124,7 +124,7 @@ class Gateway:
                 outcome.status = response.status
             return response
         except asyncio.CancelledError:
-            outcome.status = CLIENT_CLOSED
+            outcome.client_left()
             raise
         finally:
             self.in_flight -= 1

@@ -74,7 +74,7 @@ class Metrics:
 class Outcome:
     """What the metrics record about one request once it is over."""
 
-    __slots__ = ("client", "model", "status", "prompt_tokens", "completion_tokens")
+    __slots__ = ("client", "model", "status", "prompt_tokens", "completion_tokens", "answered")
 
     def __init__(self) -> None:
         self.client = UNKNOWN
@@ -82,6 +82,17 @@ class Outcome:
         self.status = 0  # set once known: when stream headers go out, or from the final response
         self.prompt_tokens = 0
         self.completion_tokens = 0
+        # A stream's [DONE] went out: the client has the whole answer.
+        self.answered = False
+
+    def client_left(self) -> None:
+        """The client closed its connection; a 499 unless it already had the whole answer.
+
+        The openai SDK closes as soon as it reads [DONE], which can be before the upstream's
+        body has ended.
+        """
+        if not self.answered:
+            self.status = CLIENT_CLOSED
 
     def add_usage(self, usage: object) -> None:
         if isinstance(usage, dict):

@@ -130,7 +130,7 @@ class Forwarder:
             relay.finish()
             await response.write_eof()
         except (ClientGone, ConnectionResetError):
-            outcome.status = CLIENT_CLOSED
+            outcome.client_left()
             return response, False
         except UpstreamError:
             # Headers are sent, so the reply cannot become an error any more; ending it without

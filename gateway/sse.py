@@ -22,6 +22,10 @@ USAGE = re.compile(rb'"usage"\s*:\s*\{')
 # streamed chunk; the regex then only runs on the final usage chunk.
 _USAGE_KEY = b'"usage"'
 _EVENT_END = re.compile(rb"\r?\n\r?\n")
+# The stream's last event. Events are relayed whole, so it starts the data or follows a line
+# break; a JSON string cannot hold a raw line break, so a token reading "data: [DONE]" never matches.
+_DONE_KEY = b"[DONE]"
+_DONE = re.compile(rb"^data: ?\[DONE\]", re.MULTILINE)
 
 
 class ClientGone(Exception):
@@ -57,6 +61,8 @@ class SseRelay:
             data, self._pending = data[:end], data[end:]
         if _USAGE_KEY in data and USAGE.search(data):
             data = _take_usage(data, self._client_wants_usage, self._outcome)
+        if _DONE_KEY in data and _DONE.search(data) and not self._transport.is_closing():
+            self._outcome.answered = True
         return self._write(data)
 
     def finish(self) -> None:

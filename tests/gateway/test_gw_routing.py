@@ -210,6 +210,19 @@ def test_client_disconnect_cancels_the_upstream_stream(gateway, stub):
     assert gateway.metric("gateway_requests_total", client="full", model="chat", status="499") == before + 1
 
 
+def test_client_that_leaves_after_done_counts_as_answered(gateway, stub):
+    # The openai SDK closes the connection as soon as it reads [DONE]; the upstream's body may
+    # end a moment later. The client got the whole answer: a 200, not a 499.
+    stub.state.behaviour.end_delay_s = 0.5
+    labels = {"client": "full", "model": "chat"}
+    before_ok = gateway.metric("gateway_requests_total", status="200", **labels)
+    before_gone = gateway.metric("gateway_requests_total", status="499", **labels)
+    chunks = list(gateway.client().chat.completions.create(model="chat", messages=MESSAGES, stream=True))
+    assert chunks[-1].choices[0].finish_reason == "stop"
+    assert gateway.wait_for_metric("gateway_requests_total", before_ok + 1, status="200", **labels) == before_ok + 1
+    assert gateway.metric("gateway_requests_total", status="499", **labels) == before_gone
+
+
 def test_async_client_cancel_reaches_the_upstream(gateway, stub):
     stub.state.behaviour.chunks = 100
     stub.state.behaviour.chunk_delay_s = 0.02

@@ -33,6 +33,7 @@ class Behaviour:
     chunk_delay_s: float = 0.0
     first_chunk_delay_s: float = 0.0  # between the stream's headers and its first event (prefill)
     reply_delay_s: float = 0.0  # before a non-streaming reply
+    end_delay_s: float = 0.0  # between a stream's [DONE] and the end of its body
     status: int = 200
     # Per-replica overrides, by replica name.
     replica_delay_s: dict[str, float] = field(default_factory=dict)
@@ -145,6 +146,8 @@ class Replica:
             if include_usage:
                 await response.write(_event({**base, "choices": [], "usage": _usage(behaviour.chunks)}))
             await response.write(b"data: [DONE]\n\n")
+            if behaviour.end_delay_s:
+                await asyncio.sleep(behaviour.end_delay_s)
         except (ConnectionResetError, asyncio.CancelledError):
             self.state.cancelled.append(self.name)
             raise
