@@ -39,6 +39,8 @@ class Resource:
     provider_urn: Optional[str]
     inputs: dict[str, Any]
     custom: bool
+    # Resource options that change what the engine does (see `_recorded_options`).
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_provider(self) -> bool:
@@ -145,6 +147,7 @@ def _record_monitor(run: StackRun):
                     provider_urn=request.provider.rsplit("::", 1)[0] if request.provider else None,
                     inputs=inputs,
                     custom=bool(request.custom),
+                    options=_recorded_options(request),
                 )
                 with lock:
                     run.resources.append(resource)
@@ -162,6 +165,44 @@ def _record_monitor(run: StackRun):
             return super().Invoke(request)
 
     return RecordingMonitor(OfflineMocks())
+
+
+def _recorded_options(request) -> dict[str, Any]:
+    """The options of one registration that change engine behaviour, only where they are set.
+
+    A reviewer reads them in `resources.json` (a protected zone, an await longer than the
+    default, fields the program no longer manages); the URN snapshot test reads the aliases.
+    """
+    options: dict[str, Any] = {}
+    if request.HasField("protect") and request.protect:
+        options["protect"] = True
+    if request.deleteBeforeReplaceDefined or request.deleteBeforeReplace:
+        options["deleteBeforeReplace"] = request.deleteBeforeReplace
+    if request.retainOnDelete:
+        options["retainOnDelete"] = True
+    for name in ("ignoreChanges", "replaceOnChanges"):
+        values = list(getattr(request, name))
+        if values:
+            options[name] = values
+    # Explicit `depends_on` only: what the inputs reference is a dependency anyway.
+    from_inputs = {urn for deps in request.propertyDependencies.values() for urn in deps.urns}
+    explicit = sorted(urn.split("::")[-1] for urn in set(request.dependencies) - from_inputs)
+    if explicit:
+        options["dependsOn"] = explicit
+    timeouts = {k: v for k in ("create", "update", "delete") if (v := getattr(request.customTimeouts, k))}
+    if timeouts:
+        options["customTimeouts"] = timeouts
+    if request.importId:
+        options["import"] = request.importId
+    # Renames and moves only: the provider SDKs add type aliases of their own to many resources.
+    aliases = [
+        {k: v for k, v in (("urn", a.urn), ("name", a.spec.name), ("type", a.spec.type), ("parentUrn", a.spec.parentUrn)) if v}
+        for a in request.aliases
+    ]
+    aliases = [a for a in aliases if set(a) - {"type"}]
+    if aliases:
+        options["aliases"] = aliases
+    return options
 
 
 def _integral_numbers(value: Any) -> Any:

@@ -51,6 +51,7 @@ def resource_records(run: StackRun) -> list[dict[str, Any]]:
             "parent": run.name_of(r.parent_urn),
             "provider": run.name_of(r.provider_urn),
             "inputs": redact(r.inputs),
+            "options": r.options,
         }
         for r in sorted(run.resources, key=lambda r: (r.type, r.name))
     ]

@@ -22,7 +22,7 @@ def synth(root: Path, out: Path, stack: str = "dev") -> subprocess.CompletedProc
 
 def copy_project(tmp_path: Path) -> Path:
     root = tmp_path / "project"
-    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(".venv", "out", ".git", "node_modules", "*.pyc", "bench"))
+    shutil.copytree(ROOT, root, ignore=shutil.ignore_patterns(".venv*", "out", ".git", "node_modules", "*.pyc", "bench"))
     return root
 
 
@@ -31,7 +31,7 @@ def test_synth_writes_resources_outputs_and_manifests(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "stack dev:" in result.stdout and "baseUrl: https://llm-dev.example.com/v1" in result.stdout
     resources = json.loads((tmp_path / "dev" / "resources.json").read_text())
-    assert all(set(r) == {"type", "name", "parent", "provider", "inputs"} for r in resources)
+    assert all(set(r) == {"type", "name", "parent", "provider", "inputs", "options"} for r in resources)
     by_name = {(r["type"], r["name"]): r for r in resources}
     version = by_name[("aws:secretsmanager/secretVersion:SecretVersion", "vault-tunnel-token-dev-value")]
     assert version["inputs"]["secretString"] == "[secret]"
