@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt gateway/requirements.txt gateway/constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: synth test policy tools clean
+.PHONY: synth test lint policy tools clean
 
 $(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt gateway/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ synth: $(STAMP)
 policy: $(STAMP)
 	$(PY) -m policies.runner --stack $(STACK)
 
-test: $(STAMP) tools
+test: $(STAMP) tools lint
 	$(PY) -m pytest
+
+# ruff (pycodestyle, pyflakes, bugbear, isort, pyupgrade, complexity) and mypy; pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 # External tools the tests drive: promtool (alert rules) and actionlint (workflows).
 tools:

@@ -1,28 +1,29 @@
 """llm-edge: self-hosted LLMs on Kubernetes, published through Cloudflare Tunnels.
 
-Reads the typed stack config and composes the components; resource details live in components/.
+Reads the typed stack config and composes the areas in the order a request meets them: the
+Cloudflare edge, a tunnel per cluster, the secrets, what runs in each cluster, and the traffic
+switch that points the public hostname at a cluster. Resource details live in components/.
 """
 
 import json
 
 import pulumi
 
-from components.cluster import ClusterStack, ClusterStackArgs
-from components.config import load_stack_config
-from components.credentials import Credentials
-from components.edge_protection import EdgeProtection, EdgeProtectionArgs
-from components.edge_zone import EdgeZone, EdgeZoneArgs
-from components.preview import disposable_labels
+from components.cluster import ClusterInstallation, ClusterInstallationArgs
+from components.config import disposable_labels, load_stack_config
+from components.edge import EdgeProtection, EdgeProtectionArgs, EdgeZone, EdgeZoneArgs
+from components.inference import service_url as vllm_service_url
+from components.observability import TunnelHealthNotification, TunnelHealthNotificationArgs
+from components.secrets import Credentials, CredentialsArgs, SecretVault, SecretVaultArgs, VaultEntry, keys
 from components.traffic import TrafficSwitch, TrafficSwitchArgs
-from components.tunnel import IngressRule, InferenceTunnel, InferenceTunnelArgs, OriginRequest
-from components.tunnel_health import tunnel_health_notification
-from components.vault import SecretVault, SecretVaultArgs, VaultEntry
-from components.vllm import service_url as vllm_service_url
+from components.tunnel import InferenceTunnel, InferenceTunnelArgs, IngressRule, OriginRequest
 
 config = load_stack_config()
 stack = config.stack
-raw_config = pulumi.Config()
+# Values of the secret config keys that `...ConfigKey` settings name; read here and nowhere else.
+secret_config = pulumi.Config()
 
+# --- the Cloudflare edge: zone, TLS settings, rate limit and Access --------------------------
 zone = EdgeZone(
     "edge",
     EdgeZoneArgs(
@@ -44,6 +45,7 @@ edge_protection = EdgeProtection(
     ),
 )
 
+# --- one tunnel per cluster -----------------------------------------------------------------
 origin_request = OriginRequest(
     connect_timeout_seconds=config.tunnel.connect_timeout_seconds,
     keep_alive_connections=config.tunnel.keep_alive_connections,
@@ -82,10 +84,41 @@ for cluster_name in config.clusters:
     )
 
 # Cloudflare watches the tunnels itself: this alert still arrives when a whole cluster is gone.
-tunnel_health = tunnel_health_notification(config, {name: tunnel.tunnel_id for name, tunnel in tunnels.items()}, raw_config)
+alerts = config.alerts
+if alerts.enabled and alerts.tunnel_notifications:
+    TunnelHealthNotification(
+        "tunnel-health",
+        TunnelHealthNotificationArgs(
+            account_id=config.cloudflare.account_id,
+            display_name=f"llm-edge {stack}",
+            tunnel_ids={name: tunnel.tunnel_id for name, tunnel in tunnels.items()},
+            emails=list(alerts.emails),
+            webhook_url=secret_config.require_secret(alerts.webhook_url_config_key) if alerts.webhook_url_config_key else None,
+        ),
+    )
 
+# --- secrets: generated and given keys, stored in AWS Secrets Manager ------------------------
 base_url = f"https://{config.public_hostname}/v1"
-credentials = Credentials("credentials", config)
+credentials = Credentials(
+    "credentials",
+    CredentialsArgs(
+        clients=[client.name for client in config.gateway.clients],
+        # A preview runs no vLLM: its gateway uses the source stack's models, so their key.
+        borrowed_vllm_key_secret=(
+            keys.VLLM_API_KEY.full_name(config.secrets.prefix_for(config.preview.source_stack)) if config.is_preview else None
+        ),
+        hugging_face_token=(
+            secret_config.require_secret(config.hugging_face_token_config_key)
+            if config.hugging_face_token_config_key and not config.is_preview
+            else None
+        ),
+        backend_keys={
+            name: secret_config.require_secret(backend.api_key_config_key)
+            for name, backend in config.backends.items()
+            if backend.api_key_config_key
+        },
+    ),
+)
 vault = SecretVault(
     "vault",
     SecretVaultArgs(
@@ -96,11 +129,11 @@ vault = SecretVault(
         entries={
             **edge_protection.vault_entries,
             **{
-                f"tunnel-token/{name}": VaultEntry(tunnel.token, f"cloudflared connector token, cluster {name}")
+                keys.tunnel_token(name): VaultEntry(tunnel.token, f"cloudflared connector token, cluster {name}")
                 for name, tunnel in tunnels.items()
             },
             **credentials.vault_entries,
-            "endpoint": VaultEntry(
+            keys.ENDPOINT: VaultEntry(
                 json.dumps({"base_url": base_url, "stack": stack, "models": config.served_model_names}),
                 "Public OpenAI-compatible endpoint of this stack, for applications",
             ),
@@ -108,21 +141,24 @@ vault = SecretVault(
     ),
 )
 
-clusters = {}
-for cluster_name, cluster in config.clusters.items():
-    clusters[cluster_name] = ClusterStack(
+# --- what runs in each cluster: connector, gateway, vLLM, alerts, NetworkPolicies -------------
+clusters = {
+    cluster_name: ClusterInstallation(
         cluster_name,
-        ClusterStackArgs(
+        ClusterInstallationArgs(
             cluster_name=cluster_name,
             cluster=cluster,
             config=config,
             kubeconfig=(
-                raw_config.require_secret(cluster.kubeconfig_config_key) if cluster.kubeconfig_config_key else None
+                secret_config.require_secret(cluster.kubeconfig_config_key) if cluster.kubeconfig_config_key else None
             ),
             secrets=credentials.cluster_secrets(vault, cluster_name),
         ),
     )
+    for cluster_name, cluster in config.clusters.items()
+}
 
+# --- the public hostname: which cluster(s) take the traffic ----------------------------------
 traffic = TrafficSwitch(
     "traffic",
     TrafficSwitchArgs(
@@ -141,8 +177,14 @@ traffic = TrafficSwitch(
 
 pulumi.export("baseUrl", base_url)
 pulumi.export("activeCluster", config.active_cluster)
-pulumi.export("traffic", {"mode": config.traffic.mode, "weights": config.traffic_weights if config.traffic.mode == "weighted" else {config.active_cluster: 100}})
+pulumi.export(
+    "traffic",
+    {
+        "mode": config.traffic.mode,
+        "weights": config.traffic_weights if config.traffic.mode == "weighted" else {config.active_cluster: 100},
+    },
+)
 pulumi.export("tunnels", {name: tunnel.tunnel_id for name, tunnel in tunnels.items()})
 if not config.is_preview:
     pulumi.export("validationUrls", {name: f"https://{config.validation_hostname(name)}/v1" for name in config.clusters})
-pulumi.export("secretArns", vault.arns)
+pulumi.export("secretArns", vault.arns_by_path)

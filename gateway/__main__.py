@@ -12,7 +12,7 @@ import sys
 import uvloop
 from aiohttp import web
 
-from .app import Gateway
+from .app import GatewayApp
 from .auth import hash_key, new_key
 from .config import ConfigError, load_config, resolve_secrets, split_listen
 
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     host, port = split_listen(config.listen)
     metrics_host, metrics_port = split_listen(config.metrics_listen)
-    gateway = Gateway(config, secrets)
+    gateway = GatewayApp(config, secrets)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
         try:
             runner.run(serve(gateway, args.host or host, args.port if args.port is not None else port,
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-async def serve(gateway: Gateway, host: str, port: int, metrics_host: str, metrics_port: int) -> None:
+async def serve(gateway: GatewayApp, host: str, port: int, metrics_host: str, metrics_port: int) -> None:
     config = gateway.config
     # aiohttp waits this long for in-flight requests once the listener is closed.
     runner = web.AppRunner(gateway.make_app(), access_log=None, handle_signals=False, handler_cancellation=True,

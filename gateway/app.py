@@ -32,7 +32,9 @@ _PREFLIGHT_MAX_AGE = "600"
 _UPSTREAM_IDLE_S = 4.0
 
 
-class Gateway:
+class GatewayApp:
+    """The HTTP application: routes, checks, CORS, drain; one per process."""
+
     def __init__(self, config: GatewayConfig, secrets: ResolvedSecrets):
         self.config = config
         self.metrics = Metrics()
@@ -162,6 +164,7 @@ class Gateway:
         refused = limits.admit()
         if refused is not None:
             return errors.rate_limited(*refused)
+        assert self._forwarder is not None, "set up before the app serves (cleanup_ctx)"
         return await self._forwarder.forward(request, limits, pool, payload, body, outcome)
 
     async def list_models(self, request: web.Request) -> web.Response:

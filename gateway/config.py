@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+from collections.abc import Mapping
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -52,7 +53,7 @@ def _check_upstream(url: str) -> str:
     if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
         raise ValueError(f"{url!r} must have no path, query or credentials (the client path /v1/... is appended)")
     try:
-        parts.port
+        _ = parts.port  # urlsplit checks the port only when it is read
     except ValueError:
         raise ValueError(f"{url!r} has an invalid port") from None
     return url
@@ -178,7 +179,7 @@ def parse_config(data: object) -> GatewayConfig:
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        problems = []
+        problems: list[str] = []
         for error in exc.errors():
             message = error["msg"].removeprefix("Value error, ")
             path = _field_path(error["loc"])
@@ -199,27 +200,40 @@ def load_config(path: str) -> GatewayConfig:
     return parse_config(data)
 
 
-def resolve_secrets(config: GatewayConfig, environ: dict[str, str] | None = None) -> ResolvedSecrets:
+def resolve_secrets(config: GatewayConfig, environ: Mapping[str, str] | None = None) -> ResolvedSecrets:
     """Read key hashes and upstream keys named by *_env fields; ConfigError lists every missing one."""
     environ = os.environ if environ is None else environ
-    problems = []
-    client_hashes = {}
+    problems: list[str] = []
+    client_hashes = _client_hashes(config, environ, problems)
+    upstream_keys = _upstream_keys(config, environ, problems)
+    if problems:
+        raise ConfigError(problems)
+    return ResolvedSecrets(client_hashes=client_hashes, upstream_keys=upstream_keys)
+
+
+def _client_hashes(config: GatewayConfig, environ: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    hashes = {}
     for index, client in enumerate(config.clients):
         if client.key_sha256 is not None:
-            client_hashes[client.name] = client.key_sha256
+            hashes[client.name] = client.key_sha256
             continue
+        assert client.key_sha256_env is not None, "one of the two is set (ClientSettings)"
         value = environ.get(client.key_sha256_env, "").strip().lower()
         if not value:
             problems.append(f"clients[{index}].key_sha256_env: environment variable {client.key_sha256_env} is not set")
         elif not _HEX_SHA256.fullmatch(value):
             problems.append(f"clients[{index}].key_sha256_env: environment variable {client.key_sha256_env} must hold 64 hex characters")
         else:
-            client_hashes[client.name] = value
-    duplicates = {h for h in client_hashes.values() if list(client_hashes.values()).count(h) > 1}
+            hashes[client.name] = value
+    values = list(hashes.values())
     for index, client in enumerate(config.clients):
-        if client_hashes.get(client.name) in duplicates:
+        if client.name in hashes and values.count(hashes[client.name]) > 1:
             problems.append(f"clients[{index}]: key hash shared with another client (each client needs its own key)")
-    upstream_keys = {}
+    return hashes
+
+
+def _upstream_keys(config: GatewayConfig, environ: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    keys = {}
     for name, model in config.models.items():
         if model.upstream_key_env is None:
             continue
@@ -231,10 +245,8 @@ def resolve_secrets(config: GatewayConfig, environ: dict[str, str] | None = None
             problems.append(f"models.{name}.upstream_key_env: environment variable {model.upstream_key_env} holds "
                             "spaces, line breaks or non-ASCII characters (a trailing newline from a file?)")
         else:
-            upstream_keys[name] = value
-    if problems:
-        raise ConfigError(problems)
-    return ResolvedSecrets(client_hashes=client_hashes, upstream_keys=upstream_keys)
+            keys[name] = value
+    return keys
 
 
 def _is_header_token(value: str) -> bool:

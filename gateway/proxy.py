@@ -46,28 +46,10 @@ class Forwarder:
                 body = _ask_for_usage(body, payload, options)
 
         started = time.monotonic()
-        tried: set[Endpoint] = set()
-        while True:
-            endpoint = pool.pick(tried)
-            if endpoint is None:
-                return errors.upstream_unreachable(model) if tried else errors.no_upstream(model)
-            tried.add(endpoint)
-            endpoint.acquire()
-            try:
-                upstream = await self._client.send(endpoint.connect_to, self._request(request.path, model, endpoint, body))
-            except NotConnected:
-                # Nothing reached this upstream, so another one may safely take the request.
-                endpoint.release()
-                pool.record_failure(endpoint)
-                continue
-            except UpstreamError as exc:
-                endpoint.release()
-                pool.record_failure(endpoint)
-                return _upstream_error(model, exc)
-            except BaseException:
-                endpoint.release()
-                raise
-            break
+        sent = await self._send(request.path, pool, body)
+        if isinstance(sent, web.Response):
+            return sent
+        upstream, endpoint = sent
 
         try:
             if upstream.status in _UNHEALTHY_STATUSES:
@@ -90,6 +72,29 @@ class Forwarder:
             self._client.release(upstream)
             endpoint.release()
             limits.charge_tokens(outcome.prompt_tokens + outcome.completion_tokens)
+
+    async def _send(self, path: str, pool: UpstreamPool, body: bytes) -> tuple[UpstreamConnection, Endpoint] | web.Response:
+        """The request sent to one of the pool's endpoints, with the head of its reply; or the error reply."""
+        tried: set[Endpoint] = set()
+        while True:
+            endpoint = pool.pick(tried)
+            if endpoint is None:
+                return errors.upstream_unreachable(pool.model) if tried else errors.no_upstream(pool.model)
+            tried.add(endpoint)
+            endpoint.acquire()
+            try:
+                return await self._client.send(endpoint.connect_to, self._request(path, pool.model, endpoint, body)), endpoint
+            except NotConnected:
+                # Nothing reached this upstream, so another one may safely take the request.
+                endpoint.release()
+                pool.record_failure(endpoint)
+            except UpstreamError as exc:
+                endpoint.release()
+                pool.record_failure(endpoint)
+                return _upstream_error(pool.model, exc)
+            except BaseException:
+                endpoint.release()
+                raise
 
     def _request(self, path: str, model: str, endpoint: Endpoint, body: bytes) -> bytes:
         """The request head and body: only the configured Host, the content type and the model's own key."""
@@ -120,10 +125,10 @@ class Forwarder:
         writer = await response.prepare(request)
         outcome.status = 200
         ttft = self._metrics.child(self._metrics.ttft, model)
-        if request.transport is None:
+        if request.transport is None or writer is None:
             outcome.status = CLIENT_CLOSED
             return response, False
-        relay = SseRelay(request, writer, client_wants_usage, outcome,
+        relay = SseRelay(request.transport, writer, client_wants_usage, outcome,
                          lambda: ttft.observe(time.monotonic() - started))
         try:
             await upstream.relay(relay.feed, relay.drain)

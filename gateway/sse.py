@@ -12,7 +12,6 @@ import json
 import re
 from collections.abc import Callable
 
-from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
 from .metrics import Outcome
@@ -35,17 +34,17 @@ class ClientGone(Exception):
 class SseRelay:
     """The sink for one streamed reply (see UpstreamConnection.relay)."""
 
-    def __init__(self, request: web.Request, writer: AbstractStreamWriter, client_wants_usage: bool,
+    def __init__(self, transport: asyncio.Transport, writer: AbstractStreamWriter, client_wants_usage: bool,
                  outcome: Outcome, on_first_chunk: Callable[[], None]):
         # StreamResponse.prepare() has sent the head; from here on chunks are written to the
         # transport directly, one call per chunk instead of aiohttp's coroutine per write, in the
         # chunked framing prepare() announced (the writer still ends the body: write_eof()).
         self._writer = writer
-        self._transport: asyncio.Transport = request.transport
+        self._transport = transport
         self._high_water = self._transport.get_write_buffer_limits()[1]
         self._client_wants_usage = client_wants_usage
         self._outcome = outcome
-        self._on_first_chunk = on_first_chunk
+        self._on_first_chunk: Callable[[], None] | None = on_first_chunk
         self._pending = b""
 
     def feed(self, data: bytes) -> bool:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import httptools
 
@@ -45,7 +46,8 @@ class UpstreamConnection(asyncio.Protocol):
     def __init__(self, address: tuple) -> None:
         self.address = address
         self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.Transport | None = None
+        # Set by connection_made, which asyncio calls before any other method.
+        self._transport: asyncio.Transport = None  # type: ignore[assignment]
         self._parser = httptools.HttpResponseParser(self)
         self._idle_timer: asyncio.TimerHandle | None = None
         self._start_exchange(0.0)
@@ -100,12 +102,12 @@ class UpstreamConnection(asyncio.Protocol):
     @property
     def reusable(self) -> bool:
         return (self._complete and self._keep_alive and self._error is None
-                and self._transport is not None and not self._transport.is_closing())
+                and not self._transport.is_closing())
 
     def close(self) -> None:
         """Drop the connection at once; an upstream mid-reply sees it and stops (vLLM stops generating)."""
         self._cancel_timers()
-        if self._transport is not None:
+        if self._transport is not None:  # a connection that was never made has no transport
             self._transport.abort()
 
     def park(self, idle_s: float, on_expiry: Callable[[UpstreamConnection], None]) -> None:
@@ -156,8 +158,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.Transport) -> None:
-        self._transport = transport
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # A stream transport (uvloop's is not a subclass of asyncio.Transport, so no isinstance check).
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         self._last_read = self._loop.time()

@@ -24,7 +24,7 @@ Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 async def resolve_addresses(host: str, port: int) -> list[str]:
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return sorted({info[4][0] for info in infos})
+    return sorted({str(info[4][0]) for info in infos})
 
 
 class Endpoint:
@@ -94,10 +94,11 @@ class UpstreamPool:
         self._health = health
         self._metrics = metrics
         self._resolver = resolver
-        self._targets = []  # (scheme, hostname, port)
+        self._targets: list[tuple[str, str, int]] = []  # (scheme, hostname, port)
         for url in urls:
             parts = urlsplit(url)
             port = parts.port or (443 if parts.scheme == "https" else 80)
+            assert parts.hostname, "checked when the config was parsed"
             self._targets.append((parts.scheme, parts.hostname, port))
         self.endpoints: list[Endpoint] = []
         self._next = 0  # rotates ties so equal loads spread across replicas

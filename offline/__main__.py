@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 from components.config import ConfigError
@@ -15,7 +16,7 @@ from offline.overrides import OverrideError, stack_overrides
 from offline.render import kubernetes_objects, manifests_yaml, plan_summary, redact, resource_records
 
 
-def synth(stack: str, out_dir: Path, assignments: list[str] = ()) -> int:
+def synth(stack: str, out_dir: Path, assignments: Sequence[str] = ()) -> int:
     try:
         run = run_stack(stack, stack_overrides(stack, list(assignments)) if assignments else None)
     except (ConfigError, FileNotFoundError, OverrideError) as error:

@@ -13,14 +13,17 @@ import json
 import runpy
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import yaml
+from pulumi.runtime import mocks as pulumi_mocks
+
+from components.config import PROJECT, config_key_references, decode_project_config, preview_number
 
 ROOT = Path(__file__).resolve().parent.parent
-PROJECT = "llm-edge"
 OFFLINE_SECRET_PLACEHOLDER = "offline-placeholder-for-a-secure-config-value"
 
 # Provider ids and attributes the mocks answer with. Deterministic, so that two runs of the same
@@ -35,8 +38,8 @@ class Resource:
     type: str
     name: str
     urn: str
-    parent_urn: Optional[str]
-    provider_urn: Optional[str]
+    parent_urn: str | None
+    provider_urn: str | None
     inputs: dict[str, Any]
     custom: bool
     # Resource options that change what the engine does (see `_recorded_options`).
@@ -58,7 +61,7 @@ class StackRun:
     def by_urn(self) -> dict[str, Resource]:
         return {r.urn: r for r in self.resources}
 
-    def name_of(self, urn: Optional[str]) -> Optional[str]:
+    def name_of(self, urn: str | None) -> str | None:
         if not urn:
             return None
         return urn.split("::")[-1]
@@ -109,8 +112,8 @@ def _mock_state(args) -> dict[str, Any]:
     return state
 
 
-class OfflineMocks:
-    """The pulumi.runtime.Mocks protocol: ids and invoke results."""
+class OfflineMocks(pulumi_mocks.Mocks):
+    """Ids and invoke results, as a provider would return them."""
 
     def new_resource(self, args):
         return _stable_id(f"{args.typ}::{args.name}"), _mock_state(args)
@@ -216,24 +219,33 @@ def _integral_numbers(value: Any) -> Any:
     return value
 
 
+def stack_file(stack: str, root: Path = ROOT) -> Path:
+    """`Pulumi.<stack>.yaml`; a pull-request preview `pr-<N>` without one of its own starts as a
+    copy of dev's, as the pr-stack workflow makes it (the program derives the preview from the
+    stack name: components/config/preview.py)."""
+    path = root / f"Pulumi.{stack}.yaml"
+    if not path.exists() and preview_number(stack) is not None:
+        path = root / "Pulumi.dev.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"no stack file {path.name}: create it or pick an existing stack")
+    return path
+
+
+def stack_file_config(stack: str, root: Path = ROOT) -> dict[str, Any]:
+    """The `config:` mapping of the stack's file, as written (`secure:` values still marked)."""
+    return (yaml.safe_load(stack_file(stack, root).read_text()) or {}).get("config") or {}
+
+
 def load_stack_file(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list[str]]:
     """Config of `Pulumi.<stack>.yaml` over the defaults of `Pulumi.yaml`, as the CLI passes it.
 
     `secure:` values cannot be decrypted offline: they become a placeholder marked secret.
     """
-    path = root / f"Pulumi.{stack}.yaml"
-    if not path.exists() and stack.startswith("pr-") and stack[3:].isdigit():
-        # A pull-request preview starts as a copy of dev's config, as the pr-stack workflow makes
-        # it; the program derives the preview from the stack name (components/preview.py).
-        path = root / "Pulumi.dev.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"no stack file {path.name}: create it or pick an existing stack")
     project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
-    stack_doc = yaml.safe_load(path.read_text()) or {}
     return config_from_mapping(
         {
             **{k: v["default"] for k, v in (project.get("config") or {}).items() if isinstance(v, dict) and "default" in v},
-            **(stack_doc.get("config") or {}),
+            **stack_file_config(stack, root),
         }
     )
 
@@ -277,7 +289,7 @@ def use_fresh_event_loop() -> None:
 
 
 def run_program(
-    stack: str, config: dict[str, str], secret_keys: list[str] = (), program: Path = ROOT / "__main__.py"
+    stack: str, config: dict[str, str], secret_keys: Sequence[str] = (), program: Path = ROOT / "__main__.py"
 ) -> StackRun:
     """Run the Pulumi program under mocks and return what it registered.
 
@@ -299,14 +311,16 @@ def run_program(
         pulumi.runtime.set_mocks(OfflineMocks(), project=PROJECT, stack=stack, preview=False, monitor=_record_monitor(run))
         pulumi.runtime.set_all_config(dict(config), list(secret_keys))
         settings.ROOT.set(None)
-        _sync_await(run_in_stack(lambda: runpy.run_path(str(program), run_name="__main__")))
+        def program_run() -> None:
+            runpy.run_path(str(program), run_name="__main__")
+
+        _sync_await(run_in_stack(program_run))
     return run
 
 
 def with_offline_secrets(config: dict[str, str], secret_keys: list[str]) -> tuple[dict[str, str], list[str]]:
     """Secret keys named by a `...ConfigKey` setting but set only on deploying machines
     (`pulumi config set --secret`) get a placeholder, so that a stack renders offline."""
-    from components.config import config_key_references, decode_project_config
 
     for key in set(config_key_references(decode_project_config(config))):
         full_key = f"{PROJECT}:{key}"
@@ -316,7 +330,7 @@ def with_offline_secrets(config: dict[str, str], secret_keys: list[str]) -> tupl
     return config, secret_keys
 
 
-def run_stack(stack: str, overrides: Optional[dict[str, Any]] = None, root: Path = ROOT) -> StackRun:
+def run_stack(stack: str, overrides: dict[str, Any] | None = None, root: Path = ROOT) -> StackRun:
     """Run the program with `Pulumi.<stack>.yaml`, optionally replacing whole top-level keys."""
     config, secret_keys = load_stack_file(stack, root)
     if overrides:

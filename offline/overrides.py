@@ -13,9 +13,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from offline.engine import PROJECT, ROOT
+from components.config import PROJECT
+from offline.engine import ROOT, stack_file_config
 
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[([0-9]+)\]")
 
@@ -52,9 +51,14 @@ def _assign(node: Any, path: list[str | int], value: Any, key: str) -> Any:
         return value
     head, rest = path[0], path[1:]
     if isinstance(head, int):
-        items = list(node) if isinstance(node, list) else None
-        if items is None or head > len(items):
-            raise OverrideError(f"--set {key!r}: index {head} is past the end of the list")
+        # As `pulumi config set --path` does (its docs build a list with names[0], names[1], ...:
+        # https://www.pulumi.com/docs/iac/concepts/config/#structured-configuration): a missing
+        # list is created and the index one past the end appends.
+        items = list(node) if isinstance(node, list) else [] if node is None else None
+        if items is None:
+            raise OverrideError(f"--set {key!r}: index [{head}] is inside a value that is not a list")
+        if head > len(items):
+            raise OverrideError(f"--set {key!r}: index {head} is past the end of the list (it has {len(items)} items)")
         if head == len(items):
             items.append(None)
         items[head] = _assign(items[head], rest, value, key)
@@ -68,11 +72,8 @@ def _assign(node: Any, path: list[str | int], value: Any, key: str) -> Any:
 
 def stack_overrides(stack: str, assignments: list[str], root: Path = ROOT) -> dict[str, Any]:
     """Top-level config values of `Pulumi.<stack>.yaml` with each `KEY=VALUE` applied in order."""
-    path = root / f"Pulumi.{stack}.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"no stack file {path.name}: create it or pick an existing stack")
     # The raw file, so that `secure:` values keep their marking when a key around them is changed.
-    stack_config = (yaml.safe_load(path.read_text()) or {}).get("config") or {}
+    stack_config = stack_file_config(stack, root)
     overrides: dict[str, Any] = {}
     for assignment in assignments:
         key, separator, text = assignment.partition("=")
@@ -82,6 +83,7 @@ def stack_overrides(stack: str, assignments: list[str], root: Path = ROOT) -> di
         if ":" in key.split(".", 1)[0]:
             raise OverrideError(f"--set {assignment!r}: only {PROJECT}: keys can be set here; edit the stack file for others")
         top, *rest = split_path(key)
+        assert isinstance(top, str), "split_path rejects a path that starts with an index"
         current = overrides[top] if top in overrides else copy.deepcopy(stack_config.get(f"{PROJECT}:{top}"))
         overrides[top] = _assign(current, rest, parse_value(text), key)
     return overrides

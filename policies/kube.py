@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterator, Mapping, Optional
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 KUBERNETES = "kubernetes:"
 # Resource types whose objects carry a pod template, and where the pod spec sits.
@@ -31,7 +32,7 @@ def dig(value: Any, *path: str) -> Any:
     return value
 
 
-def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Optional[Mapping[str, Any]]:
+def pod_spec(resource_type: str, props: Mapping[str, Any]) -> Mapping[str, Any] | None:
     path = POD_SPEC_PATHS.get(resource_type)
     return dig(props, *path) if path else None
 

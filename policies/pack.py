@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import availability, network, secrets, tunnel, workloads, zone
+from . import availability, network, secret_handling, tunnel, workloads, zone
 
 PACK_NAME = "llm-edge-guardrails"
 
@@ -11,6 +11,6 @@ POLICIES = [
     *workloads.POLICIES,
     *tunnel.POLICIES,
     *zone.POLICIES,
-    *secrets.POLICIES,
+    *secret_handling.POLICIES,
     *availability.POLICIES,
 ]

@@ -15,7 +15,7 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import jsonschema
 import yaml
@@ -32,6 +32,7 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 
+from components.config import preview_number
 from policies.pack import POLICIES
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
@@ -60,7 +61,7 @@ class Setting:
 
 
 def config_path(stack: str) -> Path:
-    name = "preview" if re.fullmatch(r"pr-[0-9]+", stack) else stack
+    name = "preview" if preview_number(stack) is not None else stack
     return CONFIG_DIR / f"{name}.json"
 
 
@@ -124,52 +125,78 @@ def _with_defaults(policy: Policy, values: dict[str, Any], source: str) -> dict[
 
 def evaluate(run, policy_settings: dict[str, Setting], policies: list[Policy] = POLICIES) -> list[Violation]:
     """Every violation of every enabled policy over one recorded StackRun."""
-    from offline.render import unwrap
-
-    by_urn = run.by_urn()
-    plain = {r.urn: unwrap(r.inputs) for r in run.resources}
+    stack = _PolicyView(run)
     violations: list[Violation] = []
-
-    def label(urn: Optional[str]) -> str:
-        resource = by_urn.get(urn) if urn else None
-        return f"{resource.type} {resource.name}" if resource else "stack"
-
-    def provider_of(resource) -> Optional[PolicyProviderResource]:
-        provider = by_urn.get(resource.provider_urn) if resource.provider_urn else None
-        if provider is None:
-            return None
-        return PolicyProviderResource(provider.type, plain[provider.urn], provider.urn, provider.name)
-
-    def options(resource) -> PolicyResourceOptions:
-        return PolicyResourceOptions(False, [], None, [], PolicyCustomTimeouts(0, 0, 0), [], resource.parent_urn)
-
-    stack_resources = {
-        r.urn: PolicyResource(r.type, plain[r.urn], r.urn, r.name, options(r), provider_of(r), None, [], {})
-        for r in run.resources
-    }
-    for urn, resource in stack_resources.items():
-        resource.parent = stack_resources.get(by_urn[urn].parent_urn)
-
     for policy in policies:
         setting = policy_settings[policy.name]
         if setting.level == EnforcementLevel.DISABLED:
             continue
+
+        def report(message: str, urn: str | None = None, *, name: str = policy.name, level=setting.level) -> None:
+            violations.append(Violation(name, level, stack.label(urn), message))
+
         if isinstance(policy, ResourceValidationPolicy):
             for resource in run.resources:
                 args = ResourceValidationArgs(
-                    resource.type, plain[resource.urn], resource.urn, resource.name, options(resource),
-                    provider_of(resource), setting.config,
+                    resource.type, stack.plain[resource.urn], resource.urn, resource.name, stack.options(resource),
+                    stack.provider_of(resource), setting.config,
                 )
-                policy.validate(args, lambda message, _urn=None, r=resource: violations.append(
-                    Violation(policy.name, setting.level, label(r.urn), message)))
+                def report_on_resource(message: str, _urn: str | None = None, urn: str = resource.urn) -> None:
+                    report(message, urn)
+
+                policy.validate(args, report_on_resource)
         elif isinstance(policy, StackValidationPolicy):
-            args = StackValidationArgs(list(stack_resources.values()), setting.config)
-            policy.validate(args, lambda message, urn=None: violations.append(
-                Violation(policy.name, setting.level, label(urn), message)))
+            policy.validate(StackValidationArgs(list(stack.resources.values()), setting.config), report)
     return violations
 
 
-def synthesize(stack: str, stack_file: Optional[Path] = None):
+class _PolicyView:
+    """A recorded StackRun as the policy engine hands it to rules: plain inputs, options, parents."""
+
+    def __init__(self, run) -> None:
+        from offline.render import unwrap
+
+        self._by_urn = run.by_urn()
+        self.plain = {r.urn: unwrap(r.inputs) for r in run.resources}
+        self.resources = {
+            r.urn: PolicyResource(r.type, self.plain[r.urn], r.urn, r.name, self.options(r), self.provider_of(r), None, [], {})
+            for r in run.resources
+        }
+        for urn, resource in self.resources.items():
+            resource.parent = self.resources.get(self._by_urn[urn].parent_urn)
+
+    def label(self, urn: str | None) -> str:
+        resource = self._by_urn.get(urn) if urn else None
+        return f"{resource.type} {resource.name}" if resource else "stack"
+
+    def provider_of(self, resource) -> PolicyProviderResource | None:
+        provider = self._by_urn.get(resource.provider_urn) if resource.provider_urn else None
+        if provider is None:
+            return None
+        return PolicyProviderResource(provider.type, self.plain[provider.urn], provider.urn, provider.name)
+
+    @staticmethod
+    def options(resource) -> PolicyResourceOptions:
+        recorded = resource.options
+        timeouts = recorded.get("customTimeouts", {})
+        return PolicyResourceOptions(
+            recorded.get("protect", False),
+            recorded.get("ignoreChanges", []),
+            recorded.get("deleteBeforeReplace"),
+            [alias.get("urn", "") for alias in recorded.get("aliases", [])],
+            PolicyCustomTimeouts(*(_seconds(timeouts.get(op, "")) for op in ("create", "update", "delete"))),
+            [],
+            resource.parent_urn,
+        )
+
+
+def _seconds(duration: str) -> float:
+    """A Go duration as resource options carry it (`10m`, `1h30m`, `45s`) in seconds; 0 when unset."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return float(sum(int(amount) * units[unit] for amount, unit in re.findall(r"([0-9]+)([hms])", duration)))
+
+
+def synthesize(stack: str, stack_file: Path | None = None):
     """Run the stack under mocks: `Pulumi.<stack>.yaml`, or any stack file (e.g. a test fixture)."""
     from offline.engine import config_from_mapping, run_program, run_stack
 
@@ -180,7 +207,7 @@ def synthesize(stack: str, stack_file: Optional[Path] = None):
     return run_program(stack, config, secret_keys)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m policies.runner", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stack", default="dev")
     parser.add_argument("--config", type=Path, help="policy config JSON (default: policies/config/<stack>.json)")

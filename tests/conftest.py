@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 import pytest
 
@@ -12,7 +12,7 @@ from offline.engine import StackRun, run_stack
 _runs: dict[str, StackRun] = {}
 
 
-def stack_run(stack: str, overrides: Optional[dict[str, Any]] = None) -> StackRun:
+def stack_run(stack: str, overrides: dict[str, Any] | None = None) -> StackRun:
     """Run `Pulumi.<stack>.yaml` (with whole top-level keys replaced) once; later calls share it."""
     key = stack + json.dumps(overrides or {}, sort_keys=True)
     if key not in _runs:

@@ -15,7 +15,7 @@ EXTERNAL_SECRETS_OVERRIDES = {
     "kubeconfigDev": {"secure": "v1:AAAA"},
 }
 
-# Cut-over steps of docs/migration.md (whole `traffic` key replaced; tests/test_traffic.py).
+# Cut-over steps of docs/migration.md (whole `traffic` key replaced; tests/components/traffic/test_switch.py).
 PROD_GREEN_ACTIVE_OVERRIDES = {"traffic": {"mode": "dns", "active": "green"}}
 PROD_WEIGHTED_OVERRIDES = {"traffic": {"mode": "weighted", "active": "blue", "weights": {"blue": 90, "green": 10}}}
 

@@ -43,17 +43,17 @@ STREAM_ROUNDS = 4
 # bench/gateway/floor_proxy.py: a bare Python proxy, to tell the gateway's own cost from CPython's.
 FLOOR = "floor: bare httptools proxy"
 
-WRK_SCRIPT = """
+WRK_SCRIPT = f"""
 wrk.method = "POST"
-wrk.body = '%s'
+wrk.body = '{json.dumps(REQUEST)}'
 wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer %s"
+wrk.headers["Authorization"] = "Bearer {KEY}"
 done = function(summary, latency, requests)
   local e = summary.errors
-  io.write(string.format("RESULT %%d %%d %%d %%d %%d %%d\\n", summary.requests, summary.duration,
+  io.write(string.format("RESULT %d %d %d %d %d %d\\n", summary.requests, summary.duration,
     e.connect + e.read + e.write + e.timeout, e.status, latency:percentile(50), latency:percentile(99)))
 end
-""" % (json.dumps(REQUEST), KEY)
+"""
 
 
 def free_port() -> int:
@@ -139,7 +139,7 @@ class Result:
 def wrk(url: str, connections: int, seconds: int, script: Path) -> dict:
     out = subprocess.run(["taskset", "-c", LOADGEN_CORE, "wrk", "-t1", f"-c{connections}", f"-d{seconds}s",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
-    line = next(l for l in out.splitlines() if l.startswith("RESULT"))
+    line = next(row for row in out.splitlines() if row.startswith("RESULT"))
     requests, duration_us, socket_errors, bad_status, p50_us, p99_us = map(int, line.split()[1:])
     return {"requests": requests, "rps": requests / (duration_us / 1e6), "errors": socket_errors + bad_status,
             "p50_ms": p50_us / 1000, "p99_ms": p99_us / 1000}
@@ -298,7 +298,7 @@ def main() -> int:
             for number in range(STREAM_ROUNDS):
                 print(f"stream round {number + 1} of {STREAM_ROUNDS}...", flush=True)
                 for spread in (False, True):
-                    for result, (_, url, pid) in zip(results, targets_up):
+                    for result, (_, url, pid) in zip(results, targets_up, strict=True):
                         stream_round(result, url, pid, stream_tokens, spread)
             for result in results:
                 summarise_streams(result)
@@ -378,8 +378,10 @@ def table(results: list[Result]) -> str:
         [f"{r.spread_ttfc_p50_ms:.2f} ({added(r.spread_ttfc_p50_ms, direct.spread_ttfc_p50_ms)})" for r in results])
     row("64 streams, staggered starts: first chunk p99, ms (added)",
         [f"{r.spread_ttfc_p99_ms:.2f} ({added(r.spread_ttfc_p99_ms, direct.spread_ttfc_p99_ms)})" for r in results])
-    row("64 streams: mean gap between chunks, ms (added)", [f"{r.gap_mean_ms:.3f} ({added(r.gap_mean_ms, direct.gap_mean_ms)})" for r in results])
-    row("64 streams: p99 gap between chunks, ms (added)", [f"{r.gap_p99_ms:.2f} ({added(r.gap_p99_ms, direct.gap_p99_ms)})" for r in results])
+    row("64 streams: mean gap between chunks, ms (added)",
+        [f"{r.gap_mean_ms:.3f} ({added(r.gap_mean_ms, direct.gap_mean_ms)})" for r in results])
+    row("64 streams: p99 gap between chunks, ms (added)",
+        [f"{r.gap_p99_ms:.2f} ({added(r.gap_p99_ms, direct.gap_p99_ms)})" for r in results])
     row("CPU per stream of 42 chunks, us (proxy process; upstream for direct)", [f"{r.cpu_us_per_stream:.0f}" for r in results])
     row("errors (all phases)", [str(r.errors) for r in results])
     row("RSS at start, MB", [f"{r.rss_start_mb:.0f}" for r in results])

@@ -56,7 +56,7 @@ async def concurrent_streams(url: str, headers: dict, concurrency: int, duration
             while time.perf_counter() < deadline:
                 try:
                     ok = await _one_stream(session, url, headers, body, ttfc, gaps)
-                except (aiohttp.ClientError, asyncio.TimeoutError):
+                except (TimeoutError, aiohttp.ClientError):
                     ok = False
                 if ok:
                     completed += 1
@@ -85,13 +85,13 @@ async def hold_streams(url: str, headers: dict, count: int, measure) -> tuple[in
                     if opened == count:
                         all_open.set()
                     await release.wait()
-            except (aiohttp.ClientError, asyncio.TimeoutError):
+            except (TimeoutError, aiohttp.ClientError):
                 pass
 
         tasks = [asyncio.create_task(stream()) for _ in range(count)]
         try:
             await asyncio.wait_for(all_open.wait(), 30)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         result = measure()
         release.set()

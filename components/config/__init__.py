@@ -1,49 +1,54 @@
-"""Typed stack config: parsed once, before any resource is registered (see stack.py).
+"""The typed stack config: parsed once, before any resource is registered (stack.py).
 
-One module per area; everything is importable from `components.config`.
+One module per area, named like the component areas (edge, tunnel, secrets, cluster, inference,
+gateway, traffic, observability, preview); everything is importable from `components.config`.
 """
 
-from components.config.alerts import Alerts, AlertRules
-from components.config.base import (
+from components.config.base import PROJECT, ConfigError, DnsLabel, Hostname, Model, PinnedImage, Resources, Taint, is_pinned_image
+from components.config.cluster import (
     DEFAULT_TOLERATED_TAINTS,
-    PROJECT,
-    ConfigError,
-    DnsLabel,
-    Hostname,
-    Model,
-    PinnedImage,
-    Resources,
-    Taint,
-    is_pinned_image,
+    GPU_PRODUCT_LABEL,
+    GPU_RESOURCE,
+    ClusterSettings,
+    GpuSettings,
+    ModelOverride,
+    NetworkPolicySettings,
 )
-from components.config.cluster import GPU_PRODUCT_LABEL, GPU_RESOURCE, Cluster, Connector, Gpu, ModelOverride
-from components.config.edge import Access, Cloudflare, Edge, LoadBalancer, Preview, RateLimit, Secrets, Traffic, Tunnel
-from components.config.serving import (
-    GATEWAY_SERVICE_URL,
-    Backend,
-    Gateway,
-    GatewayClient,
-    ModelCache,
-    ModelPlan,
-    NetworkPolicies,
-    Route,
-    ServedModel,
+from components.config.edge import AccessSettings, CloudflareSettings, EdgeSettings, RateLimitSettings
+from components.config.gateway import GATEWAY_SERVICE_URL, GatewayClientSettings, GatewaySettings
+from components.config.inference import BackendSettings, ModelCacheSettings, ModelPlan, ModelSettings
+from components.config.observability import AlertRules, AlertSettings
+from components.config.preview import (
+    DISPOSABLE_LABEL,
+    PULL_REQUEST_LABEL,
+    PreviewSettings,
+    disposable_annotations,
+    disposable_labels,
+    preview_namespace,
+    preview_number,
 )
+from components.config.secrets import SecretsSettings
 from components.config.stack import (
     TOP_LEVEL_KEYS,
-    StackConfig,
+    StackSettings,
     config_key_references,
     decode_project_config,
     load_stack_config,
     parse_stack_config,
     read_project_config,
 )
+from components.config.traffic import LoadBalancerSettings, TrafficSettings
+from components.config.tunnel import ConnectorSettings, RouteSettings, TunnelSettings
 
 __all__ = [
-    "DEFAULT_TOLERATED_TAINTS", "GATEWAY_SERVICE_URL", "GPU_PRODUCT_LABEL", "GPU_RESOURCE", "PROJECT", "TOP_LEVEL_KEYS",
-    "Access", "AlertRules", "Alerts", "Backend", "Cloudflare", "Cluster", "ConfigError", "Connector", "DnsLabel", "Edge",
-    "Gateway", "GatewayClient", "Gpu", "Hostname", "LoadBalancer", "Model", "ModelCache", "ModelOverride", "ModelPlan",
-    "NetworkPolicies", "PinnedImage", "Preview", "RateLimit", "Resources", "Route", "Secrets", "ServedModel",
-    "StackConfig", "Taint", "Traffic", "Tunnel", "config_key_references", "decode_project_config", "is_pinned_image",
-    "load_stack_config", "parse_stack_config", "read_project_config",
+    "DEFAULT_TOLERATED_TAINTS", "DISPOSABLE_LABEL", "GATEWAY_SERVICE_URL", "GPU_PRODUCT_LABEL", "GPU_RESOURCE",
+    "PROJECT", "PULL_REQUEST_LABEL", "TOP_LEVEL_KEYS",
+    "AccessSettings", "AlertRules", "AlertSettings", "BackendSettings", "CloudflareSettings", "ClusterSettings",
+    "ConfigError", "ConnectorSettings", "DnsLabel", "EdgeSettings", "GatewayClientSettings", "GatewaySettings",
+    "GpuSettings", "Hostname", "LoadBalancerSettings", "Model", "ModelCacheSettings", "ModelOverride", "ModelPlan",
+    "ModelSettings", "NetworkPolicySettings", "PinnedImage", "PreviewSettings", "RateLimitSettings", "Resources",
+    "RouteSettings", "SecretsSettings", "StackSettings", "Taint", "TrafficSettings", "TunnelSettings",
+    "config_key_references", "decode_project_config", "disposable_annotations", "disposable_labels",
+    "is_pinned_image", "load_stack_config", "parse_stack_config", "preview_namespace", "preview_number",
+    "read_project_config",
 ]

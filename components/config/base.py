@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 import pulumi
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
-
 
 PROJECT = "llm-edge"
 
@@ -17,8 +16,6 @@ DNS_LABEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 # `[registry[:port]/]path[:tag][@sha256:digest]`, lower-case path as registries require.
 IMAGE_PATTERN = r"^([a-z0-9.-]+(:[0-9]+)?/)?[a-z0-9._/-]+(:[0-9A-Za-z_][0-9A-Za-z_.-]{0,127})?(@sha256:[0-9a-f]{64})?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|Ki|M|Mi|G|Gi|T|Ti)?$"
-
-
 
 
 class ConfigError(pulumi.RunError):
@@ -72,13 +69,6 @@ class Taint(Model):
     """A node taint that pods of this stack must tolerate (operator Exists when no value)."""
 
     key: Annotated[str, Field(min_length=1)]
-    value: Optional[str] = None
-    effect: Optional[Literal["NoSchedule", "PreferNoSchedule", "NoExecute"]] = None
+    value: str | None = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
 
-
-# GPU nodes are usually tainted; the connector may run anywhere, including there.
-DEFAULT_TOLERATED_TAINTS = (
-    Taint(key="nvidia.com/gpu"),
-    Taint(key="amd.com/gpu"),
-    Taint(key="CriticalAddonsOnly"),
-)

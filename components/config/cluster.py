@@ -1,33 +1,31 @@
-"""Config of one Kubernetes cluster: access, connector, GPU nodes, per-cluster model overrides."""
+"""Config of one Kubernetes cluster: access, tolerations, GPU nodes, per-cluster model overrides, NetworkPolicies."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Optional
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
-from components.config.base import DEFAULT_TOLERATED_TAINTS, DnsLabel, Model, PinnedImage, Resources, Taint
-
-
-class Connector(Model):
-    """The cloudflared Deployment of one cluster."""
-
-    replicas: Annotated[int, Field(ge=2, le=20)] = 2
-    image: PinnedImage = "cloudflare/cloudflared:2025.11.1"
-    resources: Resources = Resources()
-
+from components.config.base import DnsLabel, Model, PinnedImage, Taint
+from components.config.tunnel import ConnectorSettings
 
 GPU_RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
 # Labels set by each vendor's GPU feature discovery / node labeller, naming the GPU model.
 GPU_PRODUCT_LABEL = {"nvidia": "nvidia.com/gpu.product", "amd": "amd.com/gpu.product-name"}
+# GPU nodes are usually tainted; the connector may run anywhere, including there.
+DEFAULT_TOLERATED_TAINTS = (
+    Taint(key="nvidia.com/gpu"),
+    Taint(key="amd.com/gpu"),
+    Taint(key="CriticalAddonsOnly"),
+)
 
 
-class Gpu(Model):
+class GpuSettings(Model):
     """The GPU nodes of one cluster."""
 
     vendor: Literal["nvidia", "amd"] = "nvidia"
     # Taints of the GPU nodes that vLLM pods tolerate; default: the vendor's resource name.
-    taints: Optional[list[Taint]] = None
+    taints: list[Taint] | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
     # Schedule only on these GPU products (node affinity on the vendor's product label).
     products: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
@@ -48,23 +46,23 @@ class Gpu(Model):
 class ModelOverride(Model):
     """Per-cluster changes to a model: another GPU count or image (e.g. a ROCm build on AMD)."""
 
-    replicas: Optional[Annotated[int, Field(ge=0, le=64)]] = None
-    gpus_per_replica: Optional[Annotated[int, Field(ge=1, le=16)]] = None
-    tensor_parallel_size: Optional[Annotated[int, Field(ge=1, le=16)]] = None
-    image: Optional[PinnedImage] = None
+    replicas: Annotated[int, Field(ge=0, le=64)] | None = None
+    gpus_per_replica: Annotated[int, Field(ge=1, le=16)] | None = None
+    tensor_parallel_size: Annotated[int, Field(ge=1, le=16)] | None = None
+    image: PinnedImage | None = None
 
 
-class Cluster(Model):
+class ClusterSettings(Model):
     """One Kubernetes cluster: how to reach it and what to run there."""
 
     # Exactly one of the two: a kubeconfig context on the deploying machine, or the name of a
     # secret stack config key that holds a whole kubeconfig.
-    context: Optional[Annotated[str, Field(min_length=1)]] = None
-    kubeconfig_config_key: Optional[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]] = None
+    context: Annotated[str, Field(min_length=1)] | None = None
+    kubeconfig_config_key: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] | None = None
     namespace: DnsLabel = "llm-edge"
     tolerated_taints: list[Taint] = Field(default_factory=lambda: list(DEFAULT_TOLERATED_TAINTS))
-    connector: Connector = Connector()
-    gpu: Gpu = Gpu()
+    connector: ConnectorSettings = ConnectorSettings()
+    gpu: GpuSettings = GpuSettings()
     # Model name -> overrides for this cluster; a model not listed runs with its own settings.
     models: dict[str, ModelOverride] = Field(default_factory=dict)
     # false: the cluster stays deployed with its tunnel and validation hostname but gets no public
@@ -72,13 +70,22 @@ class Cluster(Model):
     enabled: bool = True
     # IAM OIDC provider of this cluster (EKS IRSA), used by external-secrets delivery to read
     # only this stack's secrets; without it the External Secrets controller's own identity is used.
-    oidc_provider_arn: Optional[Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$")]] = None
+    oidc_provider_arn: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:iam::[0-9]{12}:oidc-provider/.+$")] | None = None
 
     @model_validator(mode="after")
-    def _one_way_in(self) -> "Cluster":
+    def _one_way_in(self) -> ClusterSettings:
         if (self.context is None) == (self.kubeconfig_config_key is None):
             raise ValueError(
                 "set exactly one of 'context' (a kubeconfig context) or 'kubeconfigConfigKey' "
                 "(a secret config key holding a kubeconfig)"
             )
         return self
+
+
+class NetworkPolicySettings(Model):
+    enabled: bool = True
+    # Prometheus runs here; only it may scrape the metrics ports.
+    monitoring_namespace: DnsLabel = "monitoring"
+    # Let the gateways of pull-request previews (namespaces labelled disposable) reach this
+    # stack's vLLM; for the stack previews are made from (dev).
+    preview_gateways: bool = False

@@ -8,52 +8,51 @@ replicas`), the value given and what is allowed, and all problems are reported t
 from __future__ import annotations
 
 import json
-import re
-from typing import Annotated, Any, Optional
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import pulumi
 from pydantic import Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
-from components.config.alerts import Alerts
 from components.config.base import PROJECT, ConfigError, DnsLabel, Hostname, Model
-from components.config.cluster import Cluster, ModelOverride
-from components.config.edge import Cloudflare, Edge, Preview, Secrets, Traffic, Tunnel
-from components.config.serving import (
-    GATEWAY_SERVICE_URL,
-    Backend,
-    Gateway,
-    ModelPlan,
-    NetworkPolicies,
-    Route,
-    ServedModel,
-)
+from components.config.cluster import ClusterSettings, ModelOverride, NetworkPolicySettings
+from components.config.edge import CloudflareSettings, EdgeSettings
+from components.config.gateway import GATEWAY_SERVICE_URL, GatewaySettings
+from components.config.inference import BackendSettings, ModelPlan, ModelSettings
+from components.config.observability import AlertSettings
+from components.config.preview import PreviewSettings, derive_preview, preview_from_stack_name, preview_number
+from components.config.secrets import SecretsSettings
+from components.config.traffic import TrafficSettings
+from components.config.tunnel import RouteSettings, TunnelSettings
+
+Problem = tuple[str, Any, str]
 
 
-class StackConfig(Model):
+class StackSettings(Model):
     """The whole `llm-edge:` config of one stack."""
 
     stack: str = Field(exclude=True)
-    cloudflare: Cloudflare
+    cloudflare: CloudflareSettings
     public_hostname: Hostname
-    edge: Edge = Edge()
-    tunnel: Tunnel = Tunnel()
-    secrets: Secrets = Secrets()
-    clusters: Annotated[dict[DnsLabel, Cluster], Field(min_length=1)]
-    traffic: Traffic = Traffic()
-    preview: Preview = Preview()
-    models: dict[DnsLabel, ServedModel] = Field(default_factory=dict)
-    backends: dict[DnsLabel, Backend] = Field(default_factory=dict)
-    routes: list[Route] = Field(default_factory=list)
-    network_policies: NetworkPolicies = NetworkPolicies()
-    gateway: Gateway = Gateway()
-    alerts: Alerts = Alerts()
+    edge: EdgeSettings = EdgeSettings()
+    tunnel: TunnelSettings = TunnelSettings()
+    secrets: SecretsSettings = SecretsSettings()
+    clusters: Annotated[dict[DnsLabel, ClusterSettings], Field(min_length=1)]
+    traffic: TrafficSettings = TrafficSettings()
+    preview: PreviewSettings = PreviewSettings()
+    models: dict[DnsLabel, ModelSettings] = Field(default_factory=dict)
+    backends: dict[DnsLabel, BackendSettings] = Field(default_factory=dict)
+    routes: list[RouteSettings] = Field(default_factory=list)
+    network_policies: NetworkPolicySettings = NetworkPolicySettings()
+    gateway: GatewaySettings = GatewaySettings()
+    alerts: AlertSettings = AlertSettings()
     # A secret stack config key holding a Hugging Face token (gated models).
-    hugging_face_token_config_key: Optional[Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")]] = None
+    hugging_face_token_config_key: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] | None = None
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> "StackConfig":
-        problems = []
+    def _cross_checks(self) -> StackSettings:
+        problems: list[Problem] = []
         if not self.public_hostname.endswith("." + self.cloudflare.zone):
             problems.append(
                 ("publicHostname", self.public_hostname, f"must be a name inside the zone {self.cloudflare.zone}")
@@ -65,13 +64,15 @@ class StackConfig(Model):
             problems.append(("secrets.region", None, "is required with secrets.delivery: external-secrets"))
         problems.extend(self._traffic_problems())
         problems.extend(self._model_problems())
+        problems.extend(self._gateway_problems())
+        problems.extend(self._route_problems())
         problems.extend(self.alerts.problems())
         if problems:
             raise _CrossCheckError(problems)
         return self
 
-    def _model_problems(self) -> list[tuple[str, Any, str]]:
-        problems = []
+    def _model_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
         for cluster_name, cluster in self.clusters.items():
             for model_name in cluster.models:
                 if model_name not in self.models:
@@ -93,7 +94,10 @@ class StackConfig(Model):
             problems.append(("models", name, "is served by more than one model or backend; each model name needs one home"))
         for name in set(self.models) & set(self.backends):
             problems.append((f"backends.{name}", name, "has the same name as a model; rename one"))
-        problems.extend(self._gateway_problems())
+        return problems
+
+    def _route_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
         hostnames = [self.public_hostname] + [self.validation_hostname(c) for c in self.clusters]
         for index, route in enumerate(self.routes):
             key = f"routes[{index}]"
@@ -111,8 +115,8 @@ class StackConfig(Model):
                                  "or allowUnauthenticated: true on the route if it is protected otherwise"))
         return problems
 
-    def _traffic_problems(self) -> list[tuple[str, Any, str]]:
-        problems = []
+    def _traffic_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
         traffic = self.traffic
         enabled = self.enabled_clusters
         if not enabled:
@@ -138,22 +142,23 @@ class StackConfig(Model):
                                  f"remove the cluster in a second change"))
             elif cluster not in enabled:
                 problems.append((f"traffic.weights.{cluster}", weight,
-                                 f"is set on a disabled cluster (clusters.{cluster}.enabled: false): drop the weight or enable the cluster"))
+                                 f"is set on a disabled cluster (clusters.{cluster}.enabled: false): "
+                                 "drop the weight or enable the cluster"))
         if traffic.mode == "weighted" and enabled and not any(traffic.weights.get(c, 0) for c in enabled):
             problems.append(("traffic.weights", traffic.weights,
                              f"sum to 0 across the enabled clusters ({', '.join(enabled)}): give at least one a weight above 0"))
         return problems
 
-    def _edge_and_preview_problems(self) -> list[tuple[str, Any, str]]:
-        problems = []
+    def _edge_and_preview_problems(self) -> list[Problem]:
+        problems: list[Problem] = []
         for key in ("rate_limit", "access"):
             if getattr(self.edge, key) is not None and not self.edge.manage_zone:
                 problems.append((f"edge.{to_camel(key)}", "set", "is zone-level: only the stack with edge.manageZone: true may set it"))
         preview = self.preview
         if preview.enabled and preview.number is None:
             problems.append(("preview.number", None, "is required with preview.enabled: true (the pull request number)"))
-        named = re.fullmatch(r"pr-([0-9]+)", self.stack)
-        if named and preview.number is not None and preview.number != int(named.group(1)):
+        named = preview_number(self.stack)
+        if named is not None and preview.number is not None and preview.number != named:
             problems.append(("preview.number", preview.number, f"must match the stack name {self.stack}"))
         domain = preview.domain
         if domain is not None and domain != self.cloudflare.zone and not domain.endswith("." + self.cloudflare.zone):
@@ -162,14 +167,15 @@ class StackConfig(Model):
 
     @property
     def is_preview(self) -> bool:
-        """A pull-request preview stack: no GPUs, no vLLM, no zone-level resources (components/preview.py)."""
+        """A pull-request preview stack: no GPUs, no vLLM, no zone-level resources (config/preview.py)."""
         return self.preview.enabled
 
-    def _gateway_problems(self) -> list[tuple[str, Any, str]]:
-        gateway, problems = self.gateway, []
+    def _gateway_problems(self) -> list[Problem]:
+        gateway, problems = self.gateway, list[Problem]()
         if not gateway.enabled:
             if self.tunnel.origin_service is None:
-                problems.append(("tunnel.originService", None, "is required when gateway.enabled is false (the tunnel needs somewhere to send traffic)"))
+                problems.append(("tunnel.originService", None,
+                                 "is required when gateway.enabled is false (the tunnel needs somewhere to send traffic)"))
             return problems
         if gateway.max_replicas < gateway.replicas:
             problems.append(("gateway.maxReplicas", gateway.max_replicas, f"must be at least gateway.replicas ({gateway.replicas})"))
@@ -180,10 +186,11 @@ class StackConfig(Model):
                 problems.append((f"gateway.clients[{index}].name", client.name, "is used by another client"))
             for model in client.models:
                 if model != "*" and model not in served:
-                    problems.append((f"gateway.clients[{index}].models", model, f"is not served here; served: {', '.join(sorted(served)) or 'none'}"))
+                    problems.append((f"gateway.clients[{index}].models", model,
+                                     f"is not served here; served: {', '.join(sorted(served)) or 'none'}"))
         return problems
 
-    def model_plan(self, model_name: str, cluster_name: str) -> "ModelPlan":
+    def model_plan(self, model_name: str, cluster_name: str) -> ModelPlan:
         """The model's settings in one cluster, per-cluster overrides applied."""
         model = self.models[model_name]
         override = self.clusters[cluster_name].models.get(model_name, ModelOverride())
@@ -204,7 +211,7 @@ class StackConfig(Model):
 
     @property
     def secret_prefix(self) -> str:
-        return self.secrets.prefix.replace("{stack}", self.stack)
+        return self.secrets.prefix_for(self.stack)
 
     @property
     def enabled_clusters(self) -> list[str]:
@@ -234,14 +241,14 @@ class StackConfig(Model):
 class _CrossCheckError(ValueError):
     """Problems that span several keys; carries (key, value, message) triples."""
 
-    def __init__(self, problems: list[tuple[str, Any, str]]):
+    def __init__(self, problems: list[Problem]):
         super().__init__("; ".join(f"{k}: {m}" for k, _, m in problems))
         self.problems = problems
 
 
 # Top-level config keys, as written in Pulumi.<stack>.yaml (without the `llm-edge:` prefix).
 TOP_LEVEL_KEYS = tuple(
-    field.alias or name for name, field in StackConfig.model_fields.items() if name != "stack"
+    field.alias or name for name, field in StackSettings.model_fields.items() if name != "stack"
 )
 
 
@@ -250,7 +257,7 @@ def _format_value(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _error_lines(error: ValidationError, raw: dict[str, Any]) -> list[str]:
+def _error_lines(error: ValidationError) -> list[str]:
     lines = []
     for item in error.errors():
         ctx_error = (item.get("ctx") or {}).get("error")
@@ -269,21 +276,17 @@ def _error_lines(error: ValidationError, raw: dict[str, Any]) -> list[str]:
     return lines
 
 
-def parse_stack_config(stack: str, raw: dict[str, Any]) -> StackConfig:
+def parse_stack_config(stack: str, raw: dict[str, Any]) -> StackSettings:
     """Validate a dict of top-level keys (camelCase, no prefix). Raises ConfigError listing all problems."""
     unknown = sorted(set(raw) - set(TOP_LEVEL_KEYS))
     lines = [f"{PROJECT}:{key}: is not a known setting (known: {', '.join(TOP_LEVEL_KEYS)})" for key in unknown]
-    known = {k: v for k, v in raw.items() if k in TOP_LEVEL_KEYS}
-    # Imported here: the preview module builds on this one.
-    from components.preview import derive_preview, preview_from_stack_name
-
-    known = preview_from_stack_name(stack, known)
+    known = preview_from_stack_name(stack, {k: v for k, v in raw.items() if k in TOP_LEVEL_KEYS})
+    config = None
     try:
-        config = StackConfig.model_validate({**known, "stack": stack})
+        config = StackSettings.model_validate({**known, "stack": stack})
     except ValidationError as error:
-        lines.extend(_error_lines(error, known))
-        config = None
-    if lines:
+        lines.extend(_error_lines(error))
+    if lines or config is None:
         raise ConfigError("invalid stack config:\n  " + "\n  ".join(lines))
     return derive_preview(config) if config.is_preview else config
 
@@ -309,7 +312,7 @@ def read_project_config() -> dict[str, Any]:
     return decode_project_config({key: runtime_config.get_config(key) for key in keys})
 
 
-def load_stack_config() -> StackConfig:
+def load_stack_config() -> StackSettings:
     """Parse the running stack's config. Call before registering any resource."""
     raw = read_project_config()
     # Keys named by a `...ConfigKey` setting hold secrets (a kubeconfig, a token): they are read
@@ -318,7 +321,7 @@ def load_stack_config() -> StackConfig:
     return parse_stack_config(pulumi.get_stack(), {k: v for k, v in raw.items() if k not in referenced})
 
 
-def config_key_references(value: Any):
+def config_key_references(value: Any) -> Iterator[str]:
     """Names of the secret config keys that `...ConfigKey` settings point to."""
     if isinstance(value, dict):
         for key, item in value.items():

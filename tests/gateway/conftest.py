@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gw_harness import BASE_ENV, GatewayProcess, base_config
-from upstream_stub import StubUpstream
+from tests.gateway.harness import BASE_ENV, GatewayProcess, base_config
+from tests.gateway.upstream_stub import StubUpstream
 
 
 @pytest.fixture(scope="session")

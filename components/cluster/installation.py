@@ -1,0 +1,245 @@
+"""ClusterInstallation: everything this stack installs in one Kubernetes cluster, behind its own tunnel.
+
+Its namespace, the Kubernetes Secrets, the connector, the gateway, the vLLM servers, the alerts
+and the NetworkPolicies, each through the area that builds it; this module only composes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+
+from components.cluster.firewall import Allow, NamespaceFirewall, NamespaceFirewallArgs
+from components.config import ClusterSettings, StackSettings, disposable_annotations, disposable_labels
+from components.gateway import METRICS_PORT as GATEWAY_METRICS_PORT
+from components.gateway import PORT as GATEWAY_PORT
+from components.gateway import ApiGateway, GatewayArgs, Upstream
+from components.inference import PORT as VLLM_PORT
+from components.inference import VllmServer, VllmServerArgs
+from components.inference import service_url as vllm_service_url
+from components.kube import PART_OF, SecretKey, selector_labels
+from components.observability import AlertsArgs, PrometheusAlerts
+from components.secrets import ClusterSecrets, SecretDelivery, SecretDeliveryArgs, SecretRef
+from components.tunnel import CONNECTOR_APP, CONNECTOR_METRICS_PORT, CloudflaredConnector, CloudflaredConnectorArgs
+
+TUNNEL_TOKEN = SecretKey("cloudflared-token", "token")
+VLLM_API_KEY = SecretKey("vllm-api-key", "api-key")
+HUGGING_FACE_TOKEN = SecretKey("hugging-face-token", "token")
+CLIENT_KEY_HASHES_SECRET = "gateway-client-key-hashes"
+BACKEND_KEYS_SECRET = "backend-api-keys"
+
+
+@dataclass(frozen=True)
+class ClusterInstallationArgs:
+    cluster_name: str
+    cluster: ClusterSettings
+    config: StackSettings
+    # A whole kubeconfig (secret), when the cluster is not reached through a local context.
+    kubeconfig: pulumi.Input[str] | None
+    secrets: ClusterSecrets
+
+
+class ClusterInstallation(pulumi.ComponentResource):
+    """Its type token keeps the name `ClusterStack` of the first release: every child's URN contains it."""
+
+    provider: k8s.Provider
+    namespace: k8s.core.v1.Namespace
+    gateway: ApiGateway | None
+    alerts: PrometheusAlerts | None
+
+    def __init__(self, name: str, args: ClusterInstallationArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-edge:cluster:ClusterStack", name, None, opts)
+        cluster, config = args.cluster, args.config
+        self.instance = instance = f"{config.stack}-{args.cluster_name}"
+        # Named after the cluster so that rendered manifests and plans group by it.
+        self.provider = k8s.Provider(
+            args.cluster_name,
+            k8s.ProviderArgs(
+                context=cluster.context,
+                kubeconfig=pulumi.Output.secret(args.kubeconfig) if args.kubeconfig is not None else None,
+            ),
+            pulumi.ResourceOptions(parent=self),
+        )
+        in_cluster = pulumi.ResourceOptions(parent=self, provider=self.provider)
+        self.namespace = k8s.core.v1.Namespace(
+            f"{name}-namespace",
+            k8s.core.v1.NamespaceInitArgs(
+                metadata=k8s.meta.v1.ObjectMetaArgs(
+                    name=cluster.namespace,
+                    labels={
+                        "app.kubernetes.io/part-of": PART_OF,
+                        "app.kubernetes.io/managed-by": "pulumi",
+                        # vLLM images run as root, so `restricted` is only warned about, not enforced.
+                        "pod-security.kubernetes.io/enforce": "baseline",
+                        "pod-security.kubernetes.io/warn": "restricted",
+                        "pod-security.kubernetes.io/audit": "restricted",
+                        # Previews: marks the namespace as safe to delete with its pull request.
+                        **disposable_labels(config),
+                    },
+                    annotations=disposable_annotations(config) or None,
+                )
+            ),
+            in_cluster,
+        )
+        namespace = self.namespace.metadata.apply(lambda m: m.name)
+        # A preview runs no GPUs: its gateway routes to the source stack's model Services.
+        plans = [] if config.is_preview else [config.model_plan(model, args.cluster_name) for model in config.models]
+        plans = [plan for plan in plans if plan.replicas > 0]
+
+        secrets = args.secrets
+        delivered = {TUNNEL_TOKEN: secrets.tunnel_token}
+        if plans or config.gateway.enabled:
+            delivered[VLLM_API_KEY] = secrets.vllm_api_key
+        if plans and secrets.hugging_face_token is not None:
+            delivered[HUGGING_FACE_TOKEN] = secrets.hugging_face_token
+        if config.gateway.enabled:
+            delivered.update({SecretKey(CLIENT_KEY_HASHES_SECRET, n): ref for n, ref in secrets.client_key_hashes.items()})
+            delivered.update({SecretKey(BACKEND_KEYS_SECRET, n): ref for n, ref in secrets.backend_keys.items()})
+        self.secrets = SecretDelivery(
+            f"{name}-secrets",
+            SecretDeliveryArgs(
+                mode=config.secrets.delivery,
+                namespace=namespace,
+                namespace_name=cluster.namespace,
+                instance=instance,
+                secrets=_by_secret(delivered),
+                region=config.secrets.region,
+                refresh_interval=config.secrets.refresh_interval,
+                oidc_provider_arn=cluster.oidc_provider_arn,
+                kms_key_id=config.secrets.kms_key_id,
+                role_name=f"{instance}-secrets-reader"[:64],
+            ),
+            in_cluster,
+        )
+        self.connector = CloudflaredConnector(
+            f"{name}-connector",
+            CloudflaredConnectorArgs(
+                namespace=namespace,
+                instance=instance,
+                replicas=cluster.connector.replicas,
+                image=cluster.connector.image,
+                resources=cluster.connector.resources,
+                tolerated_taints=cluster.tolerated_taints,
+                token=TUNNEL_TOKEN,
+                depends_on=self.secrets.ready,
+            ),
+            in_cluster,
+        )
+        self.models = {
+            plan.name: VllmServer(
+                f"{name}-vllm-{plan.name}",
+                VllmServerArgs(
+                    namespace=namespace,
+                    instance=instance,
+                    plan=plan,
+                    gpu=cluster.gpu,
+                    api_key=VLLM_API_KEY,
+                    hugging_face_token=HUGGING_FACE_TOKEN if HUGGING_FACE_TOKEN in delivered else None,
+                    depends_on=self.secrets.ready,
+                ),
+                in_cluster,
+            )
+            for plan in plans
+        }
+        self.gateway = None
+        if config.gateway.enabled:
+            self.gateway = ApiGateway(
+                f"{name}-gateway",
+                GatewayArgs(
+                    namespace=namespace,
+                    instance=instance,
+                    settings=config.gateway,
+                    upstreams=self._upstreams(config, cluster.namespace, set(secrets.backend_keys)),
+                    client_key_hashes={n: SecretKey(CLIENT_KEY_HASHES_SECRET, n) for n in secrets.client_key_hashes},
+                    tolerated_taints=cluster.tolerated_taints,
+                    depends_on=self.secrets.ready,
+                ),
+                in_cluster,
+            )
+        alerts = AlertsArgs(
+            namespace=namespace,
+            namespace_name=cluster.namespace,
+            instance=instance,
+            connector_replicas=cluster.connector.replicas,
+            models=list(self.models),
+            gateway=self.gateway is not None,
+            settings=config.alerts,
+        )
+        self.alerts = PrometheusAlerts(f"{name}-alerts", alerts, in_cluster) if config.alerts.enabled else None
+        if config.network_policies.enabled:
+            NamespaceFirewall(
+                f"{name}-firewall",
+                NamespaceFirewallArgs(
+                    namespace=namespace,
+                    instance=instance,
+                    monitoring_namespace=config.network_policies.monitoring_namespace,
+                    allows=self._allows(config),
+                ),
+                in_cluster,
+            )
+        self.register_outputs({})
+
+    def _upstreams(self, config: StackSettings, namespace: str, keyed_backends: set[str]) -> list[Upstream]:
+        """Each model name clients send -> its vLLM Service in this cluster, or an external backend."""
+        if config.is_preview:
+            models_namespace = config.preview.models_namespace
+            assert models_namespace is not None, "derive_preview sets it"
+            upstreams = [
+                Upstream(model.served_name or model_name, [vllm_service_url(model_name, models_namespace)], VLLM_API_KEY)
+                for model_name, model in config.models.items()
+            ]
+        else:
+            upstreams = [
+                Upstream(server.served_name, [vllm_service_url(model_name, namespace)], VLLM_API_KEY)
+                for model_name, server in self.models.items()
+            ]
+        for backend_name, backend in config.backends.items():
+            key = SecretKey(BACKEND_KEYS_SECRET, backend_name) if backend_name in keyed_backends else None
+            upstreams += [Upstream(model, [backend.url.rstrip("/")], key) for model in backend.models]
+        return upstreams
+
+    def _allows(self, config: StackSettings) -> list[Allow]:
+        """One hop of the request path each: tunnel -> gateway -> vLLM, metrics from monitoring."""
+        connector = selector_labels(CONNECTOR_APP, self.instance)
+        routed_models = {route.backend for route in config.routes if route.backend in config.models}
+        allows = [
+            Allow("allow-metrics-to-cloudflared", to=connector, ports=[CONNECTOR_METRICS_PORT], from_pods=[], from_monitoring=True)
+        ]
+        if self.gateway is not None:
+            allows.append(Allow("allow-to-gateway", to=self.gateway.selector, ports=[GATEWAY_PORT], from_pods=[connector]))
+            allows.append(
+                Allow(
+                    "allow-metrics-to-gateway",
+                    to=self.gateway.selector,
+                    ports=[GATEWAY_METRICS_PORT],
+                    from_pods=[],
+                    from_monitoring=True,
+                )
+            )
+        for model_name, server in self.models.items():
+            sources = [self.gateway.selector] if self.gateway is not None else []
+            # The tunnel reaches vLLM itself only without a gateway, or for a hostname route to the model.
+            if self.gateway is None or model_name in routed_models:
+                sources.append(connector)
+            # vLLM serves /metrics on its API port too.
+            allows.append(
+                Allow(
+                    f"allow-to-vllm-{model_name}",
+                    to=server.selector,
+                    ports=[VLLM_PORT],
+                    from_pods=sources,
+                    from_monitoring=True,
+                    from_preview_gateways=config.network_policies.preview_gateways,
+                )
+            )
+        return allows
+
+
+def _by_secret(delivered: dict[SecretKey, SecretRef]) -> dict[str, dict[str, SecretRef]]:
+    """Group single keys into the Kubernetes Secrets that hold them."""
+    grouped: dict[str, dict[str, SecretRef]] = {}
+    for key, ref in delivered.items():
+        grouped.setdefault(key.secret_name, {})[key.key] = ref
+    return grouped

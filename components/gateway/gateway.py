@@ -1,0 +1,209 @@
+"""Gateway: the API-key proxy service (gateway/) deployed in one cluster.
+
+Config comes from a ConfigMap rendered here in the gateway's own format (gateway/README.md); key
+hashes and upstream keys come from Secrets as environment variables, so the ConfigMap holds
+nothing secret. The pods restart when the config changes (a checksum annotation), drain on
+SIGTERM within the grace period, and scale on CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.config import GatewaySettings, Taint
+from components.kube import (
+    SecretKey,
+    disruption_budget,
+    hardened_container_security,
+    http_probe,
+    non_root_pod_security,
+    object_labels,
+    resource_requirements,
+    rolling_deployment_spec,
+    secret_env,
+    selector_labels,
+    spread_across_nodes,
+    tolerations,
+)
+
+APP = "gateway"
+PORT = 8080
+# /metrics only: kept off the API port so the tunnel never publishes it.
+METRICS_PORT = 9090
+CONFIG_PATH = "/etc/gateway"
+# The gateway image's user (gateway/Dockerfile).
+GATEWAY_UID = 10001
+# How long the gateway keeps serving after SIGTERM while endpoints are removed (its drain_delay_s).
+DRAIN_DELAY_SECONDS = 5
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """A model name clients send, where it is served, and the Secret key the gateway injects."""
+
+    model: str
+    urls: list[str]
+    key: SecretKey | None
+
+
+@dataclass(frozen=True)
+class GatewayArgs:
+    namespace: pulumi.Input[str]
+    instance: str
+    settings: GatewaySettings
+    upstreams: list[Upstream]
+    # Client name -> Secret key holding the hex SHA-256 of its key.
+    client_key_hashes: dict[str, SecretKey]
+    tolerated_taints: list[Taint]
+    depends_on: list[pulumi.Resource]
+
+
+def env_name(*parts: str) -> str:
+    return "_".join(re.sub(r"[^A-Za-z0-9]", "_", p).upper() for p in parts)
+
+
+def gateway_config(args: GatewayArgs) -> dict:
+    """The gateway's YAML config, as `python -m gateway --config` reads it."""
+    settings = args.settings
+    return {
+        "listen": f"0.0.0.0:{PORT}",
+        "metrics_listen": f"0.0.0.0:{METRICS_PORT}",
+        "models": {
+            u.model: {"upstreams": u.urls, **({"upstream_key_env": env_name("upstream", u.key.secret_name, u.key.key)} if u.key else {})}
+            for u in args.upstreams
+        },
+        "clients": [
+            {
+                "name": c.name,
+                "key_sha256_env": env_name("client", c.name, "key_sha256"),
+                "models": list(c.models),
+                **({"rpm": c.rpm} if c.rpm else {}),
+                **({"tpm": c.tpm} if c.tpm else {}),
+            }
+            for c in settings.clients
+        ],
+        "cors_origins": list(settings.cors_origins),
+        "max_body_bytes": settings.max_body_bytes,
+        "upstream_read_timeout_s": settings.upstream_read_timeout_seconds,
+        "drain_grace_s": settings.drain_grace_seconds,
+        "drain_delay_s": DRAIN_DELAY_SECONDS,
+    }
+
+
+class ApiGateway(pulumi.ComponentResource):
+    """The gateway in one cluster. Its type token keeps the name `Gateway` of the first release:
+    every child's URN contains it."""
+
+    selector: dict[str, str]
+
+    def __init__(self, name: str, args: GatewayArgs, opts: pulumi.ResourceOptions | None = None):
+        super().__init__("llm-edge:gateway:Gateway", name, None, opts)
+        settings = args.settings
+        self.selector = selector_labels(APP, args.instance)
+        labels = object_labels(APP, args.instance, APP)
+        metadata = k8s.meta.v1.ObjectMetaArgs(name=APP, namespace=args.namespace, labels=labels)
+        child = pulumi.ResourceOptions(parent=self)
+
+        config_text = yaml.safe_dump(gateway_config(args), sort_keys=False)
+        config_map = k8s.core.v1.ConfigMap(
+            f"{name}-config",
+            k8s.core.v1.ConfigMapInitArgs(metadata=metadata, data={"config.yaml": config_text}),
+            child,
+        )
+        env = [secret_env(env_name("client", client, "key_sha256"), key) for client, key in args.client_key_hashes.items()]
+        upstream_keys = dict.fromkeys(u.key for u in args.upstreams if u.key is not None)  # first use order, once each
+        env += [secret_env(env_name("upstream", key.secret_name, key.key), key) for key in upstream_keys]
+        container = k8s.core.v1.ContainerArgs(
+            name=APP,
+            image=settings.image,
+            args=["--config", f"{CONFIG_PATH}/config.yaml"],
+            env=env,
+            ports=[
+                k8s.core.v1.ContainerPortArgs(name="http", container_port=PORT),
+                k8s.core.v1.ContainerPortArgs(name="metrics", container_port=METRICS_PORT),
+            ],
+            readiness_probe=http_probe("/readyz", "http", 5, 2),
+            liveness_probe=http_probe("/healthz", "http", 10, 3),
+            resources=resource_requirements(settings.resources),
+            security_context=hardened_container_security(),
+            volume_mounts=[k8s.core.v1.VolumeMountArgs(name="config", mount_path=CONFIG_PATH, read_only=True)],
+        )
+        self.deployment = k8s.apps.v1.Deployment(
+            f"{name}-deployment",
+            k8s.apps.v1.DeploymentInitArgs(
+                metadata=metadata,
+                spec=rolling_deployment_spec(
+                    replicas=settings.replicas,
+                    selector=self.selector,
+                    max_surge=1,
+                    max_unavailable=0,
+                    pod_metadata=k8s.meta.v1.ObjectMetaArgs(
+                        labels=labels,
+                        # A new config rolls the pods; the gateway reads its config only at start-up.
+                        annotations={"llm-edge.dev/config-sha256": hashlib.sha256(config_text.encode()).hexdigest()},
+                    ),
+                    pod_spec=k8s.core.v1.PodSpecArgs(
+                        containers=[container],
+                        volumes=[
+                            k8s.core.v1.VolumeArgs(
+                                name="config",
+                                config_map=k8s.core.v1.ConfigMapVolumeSourceArgs(name=APP),
+                            )
+                        ],
+                        automount_service_account_token=False,
+                        security_context=non_root_pod_security(GATEWAY_UID),
+                        tolerations=tolerations(args.tolerated_taints),
+                        topology_spread_constraints=spread_across_nodes(self.selector),
+                        # Above the drain: endpoint removal delay plus the grace for in-flight streams.
+                        termination_grace_period_seconds=DRAIN_DELAY_SECONDS + settings.drain_grace_seconds + 10,
+                    ),
+                ),
+            ),
+            # After creation the autoscaler owns the replica count; re-applying it would undo scaling.
+            pulumi.ResourceOptions(parent=self, depends_on=[config_map, *args.depends_on], ignore_changes=["spec.replicas"]),
+        )
+        self.service = k8s.core.v1.Service(
+            f"{name}-service",
+            k8s.core.v1.ServiceInitArgs(
+                metadata=metadata,
+                spec=k8s.core.v1.ServiceSpecArgs(
+                    type="ClusterIP",
+                    selector=self.selector,
+                    ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http")],
+                ),
+            ),
+            child,
+        )
+        self.disruption_budget = disruption_budget(f"{name}-pdb", metadata, self.selector, self)
+        self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
+            f"{name}-hpa",
+            k8s.autoscaling.v2.HorizontalPodAutoscalerInitArgs(
+                metadata=metadata,
+                spec=k8s.autoscaling.v2.HorizontalPodAutoscalerSpecArgs(
+                    scale_target_ref=k8s.autoscaling.v2.CrossVersionObjectReferenceArgs(
+                        api_version="apps/v1", kind="Deployment", name=APP
+                    ),
+                    min_replicas=settings.replicas,
+                    max_replicas=settings.max_replicas,
+                    metrics=[
+                        k8s.autoscaling.v2.MetricSpecArgs(
+                            type="Resource",
+                            resource=k8s.autoscaling.v2.ResourceMetricSourceArgs(
+                                name="cpu",
+                                target=k8s.autoscaling.v2.MetricTargetArgs(
+                                    type="Utilization", average_utilization=settings.target_cpu_utilization
+                                ),
+                            ),
+                        )
+                    ],
+                ),
+            ),
+            child,
+        )
+        self.register_outputs({})

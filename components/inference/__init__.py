@@ -1,0 +1,5 @@
+"""Area `inference` (type tokens `llm-edge:inference:*`): one model served by vLLM in one cluster."""
+
+from components.inference.vllm import PORT, VllmServer, VllmServerArgs, service_name, service_url
+
+__all__ = ["PORT", "VllmServer", "VllmServerArgs", "service_name", "service_url"]

@@ -1,0 +1,136 @@
+"""vLLM in each cluster: GPUs of the cluster's vendor, per-cluster overrides, probes, volumes, keys."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import stack_run
+from tests.helpers import objects, pod_spec
+
+
+@pytest.fixture(scope="module")
+def prod():
+    return stack_run("prod")
+
+
+def container(run, name, cluster):
+    [found] = pod_spec(run, name, cluster)["containers"]
+    return found
+
+
+def arg(args: list[str], flag: str) -> str:
+    return args[args.index(flag) + 1]
+
+
+@pytest.mark.parametrize(
+    "cluster,resource,count,image",
+    [
+        ("blue", "nvidia.com/gpu", "4", "vllm/vllm-openai:v0.11.0"),
+        ("green", "amd.com/gpu", "2", "rocm/vllm:rocm6.4.1_vllm_0.10.1_20250909"),
+    ],
+)
+def test_gpu_resource_count_and_image_follow_the_clusters_vendor(prod, cluster, resource, count, image):
+    vllm = container(prod, "vllm-qwen-2-5-72b", cluster)
+    assert vllm["image"] == image
+    assert vllm["resources"]["limits"][resource] == count
+    assert vllm["resources"]["requests"][resource] == count
+    other = {"nvidia.com/gpu", "amd.com/gpu"} - {resource}
+    assert not other & set(vllm["resources"]["limits"])
+    assert arg(vllm["args"], "--tensor-parallel-size") == count
+
+
+@pytest.mark.parametrize("cluster,vendor_taint,label,product", [
+    ("blue", "nvidia.com/gpu", "nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
+    ("green", "amd.com/gpu", "amd.com/gpu.product-name", "AMD_Instinct_MI300X"),
+])
+def test_gpu_pods_tolerate_their_vendor_and_select_the_product(prod, cluster, vendor_taint, label, product):
+    spec = pod_spec(prod, "vllm-llama-3-1-8b", cluster)
+    assert [t["key"] for t in spec["tolerations"]] == [vendor_taint]
+    [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [{"key": label, "operator": "In", "values": [product]}]
+    if cluster == "green":
+        assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": "mi300x"}
+
+
+def test_per_cluster_replicas_override(prod):
+    replicas = {
+        (cluster, o["metadata"]["name"]): o["spec"]["replicas"]
+        for cluster in ("blue", "green")
+        for o in objects(prod, cluster, "Deployment")
+        if o["metadata"]["name"].startswith("vllm-")
+    }
+    assert replicas == {
+        ("blue", "vllm-llama-3-1-8b"): 2,
+        ("blue", "vllm-qwen-2-5-72b"): 1,
+        ("green", "vllm-llama-3-1-8b"): 1,
+        ("green", "vllm-qwen-2-5-72b"): 1,
+    }
+
+
+def test_vllm_command_line(prod):
+    args = container(prod, "vllm-llama-3-1-8b", "blue")["args"]
+    assert arg(args, "--model") == "meta-llama/Llama-3.1-8B-Instruct"
+    assert arg(args, "--served-model-name") == "llama-3.1-8b-instruct"
+    assert arg(args, "--max-model-len") == "32768"
+    assert arg(args, "--gpu-memory-utilization") == "0.9"
+    assert arg(args, "--port") == "8000"
+    assert container(prod, "vllm-qwen-2-5-72b", "blue")["args"][-1] == "--enable-prefix-caching"
+
+
+def test_keys_come_from_secrets(prod):
+    env = {e["name"]: e for e in container(prod, "vllm-llama-3-1-8b", "blue")["env"]}
+    assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-api-key", "key": "api-key"}
+    assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hugging-face-token", "key": "token"}
+    assert all("value" not in e or e["name"] == "HF_HOME" for e in env.values())
+
+
+def test_probes_allow_a_long_model_load_and_do_not_kill_a_busy_server(prod):
+    vllm = container(prod, "vllm-qwen-2-5-72b", "blue")
+    startup = vllm["startupProbe"]
+    assert startup["httpGet"]["path"] == "/health"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 60 * 60  # this model's budget: 60 minutes
+    small = container(prod, "vllm-llama-3-1-8b", "blue")["startupProbe"]
+    assert small["periodSeconds"] * small["failureThreshold"] >= 30 * 60
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert vllm[probe]["httpGet"]["path"] == "/health"
+    liveness = vllm["livenessProbe"]
+    assert liveness["timeoutSeconds"] >= 10 and liveness["periodSeconds"] * liveness["failureThreshold"] >= 120
+
+
+def test_volumes_cache_and_shared_memory(prod, dev):
+    spec = pod_spec(prod, "vllm-qwen-2-5-72b", "blue")
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["shm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": "16Gi"}
+    assert volumes["cache"]["persistentVolumeClaim"]["claimName"] == "vllm-qwen-2-5-72b-cache"
+    [claim] = [o for o in objects(prod, "blue", "PersistentVolumeClaim") if o["metadata"]["name"] == "vllm-qwen-2-5-72b-cache"]
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
+    assert claim["spec"]["storageClassName"] == "efs-models"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "200Gi"
+    mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
+    assert mounts == {"cache": "/cache", "shm": "/dev/shm"}
+    dev_volumes = {v["name"]: v for v in pod_spec(dev, "vllm-qwen-0-5b", "dev")["volumes"]}
+    assert dev_volumes["cache"]["emptyDir"] == {"sizeLimit": "20Gi"}
+    assert objects(dev, "dev", "PersistentVolumeClaim") == []
+
+
+def test_rollout_needs_no_spare_gpu_and_has_a_budget_and_a_service(prod):
+    [deployment] = [o for o in objects(prod, "blue", "Deployment") if o["metadata"]["name"] == "vllm-llama-3-1-8b"]
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pod_labels["llm-edge.dev/model"] == "llama-3-1-8b" and pod_labels["app.kubernetes.io/name"] == "vllm"
+    [service] = [o for o in objects(prod, "blue", "Service") if o["metadata"]["name"] == "vllm-llama-3-1-8b"]
+    assert service["spec"]["ports"] == [{"name": "http", "port": 8000, "targetPort": "http"}]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    [budget] = [o for o in objects(prod, "blue", "PodDisruptionBudget") if o["metadata"]["name"] == "vllm-llama-3-1-8b"]
+    assert budget["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    other = [o for o in objects(prod, "blue", "Deployment") if o["metadata"]["name"] == "vllm-qwen-2-5-72b"][0]
+    assert not budget["spec"]["selector"]["matchLabels"].items() <= other["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_every_container_has_requests_and_limits_and_no_privilege_escalation(prod):
+    for cluster in ("blue", "green"):
+        for deployment in objects(prod, cluster, "Deployment"):
+            for c in deployment["spec"]["template"]["spec"]["containers"]:
+                assert {"cpu", "memory"} <= set(c["resources"]["requests"]) & set(c["resources"]["limits"]), c["name"]
+                assert c["securityContext"]["allowPrivilegeEscalation"] is False
+                assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}

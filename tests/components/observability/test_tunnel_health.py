@@ -1,0 +1,33 @@
+"""Cloudflare's tunnel-health notification: one policy per tunnel, to the configured destinations."""
+
+from __future__ import annotations
+
+from offline.engine import _stable_id
+from tests.conftest import stack_run
+from tests.helpers import plain, secret_marked
+
+NOTIFICATION_POLICY = "cloudflare:index/notificationPolicy:NotificationPolicy"
+NOTIFICATION_WEBHOOK = "cloudflare:index/notificationPolicyWebhooks:NotificationPolicyWebhooks"
+
+
+def test_prod_notifies_email_and_webhook_of_each_tunnels_health():
+    run = stack_run("prod")
+    (webhook,) = run.of_type(NOTIFICATION_WEBHOOK)
+    policies = {p.name: plain(p) for p in run.of_type(NOTIFICATION_POLICY)}
+    assert set(policies) == {"tunnel-health-blue", "tunnel-health-green"}
+    for cluster, tunnel_id in run.outputs["tunnels"].items():
+        inputs = policies[f"tunnel-health-{cluster}"]
+        assert inputs["alertType"] == "tunnel_health_event"
+        assert inputs["filters"] == {"tunnelIds": [tunnel_id]}
+        assert inputs["mechanisms"]["emails"] == [{"id": "llm-oncall@example.com"}]
+        # The mock engine gives each resource the id `_stable_id("<type>::<name>")`.
+        assert inputs["mechanisms"]["webhooks"] == [{"id": _stable_id(f"{webhook.type}::{webhook.name}")}]
+    assert secret_marked(webhook.inputs["url"]), "the webhook URL (it may carry a token) must stay secret"
+
+
+def test_dev_notifies_by_email_only():
+    run = stack_run("dev")
+    (policy,) = run.of_type(NOTIFICATION_POLICY)
+    assert plain(policy)["mechanisms"] == {"emails": [{"id": "llm-dev-alerts@example.com"}]}
+    assert plain(policy)["filters"] == {"tunnelIds": [run.outputs["tunnels"]["dev"]]}
+    assert not run.of_type(NOTIFICATION_WEBHOOK)
