@@ -10,7 +10,7 @@ import json
 import pulumi
 
 from components.cluster import ClusterInstallation, ClusterInstallationArgs
-from components.config import disposable_labels, load_stack_config
+from components.config import certificate_hosts, disposable_labels, load_stack_config, rate_limit_can_match_hosts
 from components.edge import EdgeProtection, EdgeProtectionArgs, EdgeZone, EdgeZoneArgs
 from components.inference import service_url as vllm_service_url
 from components.observability import TunnelHealthNotification, TunnelHealthNotificationArgs
@@ -31,6 +31,7 @@ zone = EdgeZone(
         zone=config.cloudflare.zone,
         manage_zone=config.edge.manage_zone,
         create_zone=config.edge.create_zone,
+        certificate_hosts=tuple(certificate_hosts(config)),
     ),
 )
 edge_protection = EdgeProtection(
@@ -40,8 +41,10 @@ edge_protection = EdgeProtection(
         zone_id=zone.zone_id,
         hostname=config.public_hostname,
         route_hostnames=tuple(route.hostname for route in config.routes),
+        validation_hostnames=tuple(config.validation_hostnames.values()) if config.traffic.validation_hostnames == "flat" else (),
         rate_limit=config.edge.rate_limit,
         access=config.edge.access,
+        match_hosts=rate_limit_can_match_hosts(config.cloudflare.plan),
     ),
 )
 
@@ -64,8 +67,7 @@ def route_service(backend: str, cluster_name: str) -> str:
 tunnels = {}
 for cluster_name in config.clusters:
     origin = config.origin_service(cluster_name)
-    # A preview has one cluster and nothing to validate before a cut-over: no validation hostname.
-    validation_hosts = [] if config.is_preview else [config.validation_hostname(cluster_name)]
+    validation_hosts = [config.validation_hostnames[cluster_name]] if cluster_name in config.validation_hostnames else []
     # Every tunnel accepts the public hostname too, so moving traffic changes no tunnel.
     tunnels[cluster_name] = InferenceTunnel(
         f"tunnel-{cluster_name}",
@@ -185,6 +187,6 @@ pulumi.export(
     },
 )
 pulumi.export("tunnels", {name: tunnel.tunnel_id for name, tunnel in tunnels.items()})
-if not config.is_preview:
-    pulumi.export("validationUrls", {name: f"https://{config.validation_hostname(name)}/v1" for name in config.clusters})
+if config.validation_hostnames:
+    pulumi.export("validationUrls", {name: f"https://{host}/v1" for name, host in config.validation_hostnames.items()})
 pulumi.export("secretArns", vault.arns_by_path)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from components.config import ConfigError
-from offline.engine import ROOT, run_stack
+from offline.engine import ROOT, StackFileError, run_stack
 from offline.overrides import OverrideError, stack_overrides
 from offline.render import kubernetes_objects, manifests_yaml, plan_summary, redact, resource_records
 
@@ -19,7 +19,7 @@ from offline.render import kubernetes_objects, manifests_yaml, plan_summary, red
 def synth(stack: str, out_dir: Path, assignments: Sequence[str] = ()) -> int:
     try:
         run = run_stack(stack, stack_overrides(stack, list(assignments)) if assignments else None)
-    except (ConfigError, FileNotFoundError, OverrideError) as error:
+    except (ConfigError, StackFileError, OverrideError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     target = out_dir / stack

@@ -219,6 +219,10 @@ def _integral_numbers(value: Any) -> Any:
     return value
 
 
+class StackFileError(FileNotFoundError):
+    """A stack file the Pulumi CLI would refuse before the program runs (or none at all)."""
+
+
 def stack_file(stack: str, root: Path = ROOT) -> Path:
     """`Pulumi.<stack>.yaml`; a pull-request preview `pr-<N>` without one of its own starts as a
     copy of dev's, as the pr-stack workflow makes it (the program derives the preview from the
@@ -227,7 +231,7 @@ def stack_file(stack: str, root: Path = ROOT) -> Path:
     if not path.exists() and preview_number(stack) is not None:
         path = root / "Pulumi.dev.yaml"
     if not path.exists():
-        raise FileNotFoundError(f"no stack file {path.name}: create it or pick an existing stack")
+        raise StackFileError(f"no stack file {path.name}: create it or pick an existing stack")
     return path
 
 
@@ -242,12 +246,49 @@ def load_stack_file(stack: str, root: Path = ROOT) -> tuple[dict[str, str], list
     `secure:` values cannot be decrypted offline: they become a placeholder marked secret.
     """
     project = yaml.safe_load((root / "Pulumi.yaml").read_text()) or {}
+    declared = project.get("config") or {}
+    stack_config = stack_file_config(stack, root)
+    check_declared_config(stack, declared, stack_config)
     return config_from_mapping(
         {
-            **{k: v["default"] for k, v in (project.get("config") or {}).items() if isinstance(v, dict) and "default" in v},
-            **stack_file_config(stack, root),
+            **{k: v["default"] for k, v in declared.items() if isinstance(v, dict) and "default" in v},
+            **stack_config,
         }
     )
+
+
+# The types a `Pulumi.yaml` declaration may give, and the YAML values that satisfy each.
+_DECLARED_TYPES: dict[str, tuple[type, ...]] = {"string": (str,), "integer": (int,), "boolean": (bool,), "array": (list,)}
+
+
+def check_declared_config(stack: str, declared: dict[str, Any], stack_config: dict[str, Any]) -> None:
+    """The checks the Pulumi CLI makes before it runs the program, with its words.
+
+    A key of the project's namespace declared with a type and without a default must be set by the
+    stack ("Stack 'dev' is missing configuration value 'llm-edge:x'"), and a set value must have
+    the declared type (pulumi/pulumi, sdk/go/common/workspace/config.go: `mergeConfig`; the schema:
+    https://www.pulumi.com/docs/iac/concepts/projects/project-file/#config-options).
+    """
+    missing, wrong = [], []
+    for key, schema in declared.items():
+        if not isinstance(schema, dict) or "type" not in schema:
+            continue
+        full_key = key if ":" in key else f"{PROJECT}:{key}"
+        value = stack_config.get(full_key, stack_config.get(key.split(":", 1)[-1]))
+        if value is None:
+            if schema.get("default") is None and full_key.startswith(f"{PROJECT}:"):
+                missing.append(full_key)
+        elif not _has_secure(value) and not (
+            isinstance(value, _DECLARED_TYPES[schema["type"]]) and not (schema["type"] == "integer" and isinstance(value, bool))
+        ):
+            wrong.append(f"Stack '{stack}' with configuration key '{full_key}' must be of type '{schema['type']}'")
+    if missing:
+        names = [f"'{k}'" for k in sorted(missing)]
+        listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+        wrong.insert(0, f"Stack '{stack}' is missing configuration value{'s' if len(names) > 1 else ''} {listed}")
+    if wrong:
+        raise StackFileError("; ".join(wrong) + " (Pulumi.yaml declares it: set it in the stack file, or give the "
+                             "declaration a default)")
 
 
 def config_from_mapping(mapping: dict[str, Any]) -> tuple[dict[str, str], list[str]]:

@@ -16,8 +16,11 @@ EXTERNAL_SECRETS_OVERRIDES = {
 }
 
 # Cut-over steps of docs/migration.md (whole `traffic` key replaced; tests/components/traffic/test_switch.py).
-PROD_GREEN_ACTIVE_OVERRIDES = {"traffic": {"mode": "dns", "active": "green"}}
-PROD_WEIGHTED_OVERRIDES = {"traffic": {"mode": "weighted", "active": "blue", "weights": {"blue": 90, "green": 10}}}
+# prod's validation hostnames are nested (blue.llm.example.com): a replaced `traffic` keeps that.
+PROD_GREEN_ACTIVE_OVERRIDES = {"traffic": {"mode": "dns", "active": "green", "validationHostnames": "nested"}}
+PROD_WEIGHTED_OVERRIDES = {
+    "traffic": {"mode": "weighted", "active": "blue", "weights": {"blue": 90, "green": 10}, "validationHostnames": "nested"}
+}
 
 # Cloudflare Access in front of prod's API, for two machine clients.
 PROD_ACCESS_OVERRIDES = {

@@ -18,6 +18,7 @@ from components.config.edge import AccessSettings, CloudflareSettings, EdgeSetti
 from components.config.gateway import GATEWAY_SERVICE_URL, GatewayClientSettings, GatewaySettings
 from components.config.inference import BackendSettings, ModelCacheSettings, ModelPlan, ModelSettings
 from components.config.observability import AlertRules, AlertSettings
+from components.config.plans import PLANS, certificate_hosts, deep_hostnames, rate_limit_can_match_hosts
 from components.config.preview import (
     DISPOSABLE_LABEL,
     PULL_REQUEST_LABEL,
@@ -42,13 +43,13 @@ from components.config.tunnel import ConnectorSettings, RouteSettings, TunnelSet
 
 __all__ = [
     "DEFAULT_TOLERATED_TAINTS", "DISPOSABLE_LABEL", "GATEWAY_SERVICE_URL", "GPU_PRODUCT_LABEL", "GPU_RESOURCE",
-    "PROJECT", "PULL_REQUEST_LABEL", "TOP_LEVEL_KEYS",
+    "PLANS", "PROJECT", "PULL_REQUEST_LABEL", "TOP_LEVEL_KEYS",
     "AccessSettings", "AlertRules", "AlertSettings", "BackendSettings", "CloudflareSettings", "ClusterSettings",
     "ConfigError", "ConnectorSettings", "DnsLabel", "EdgeSettings", "GatewayClientSettings", "GatewaySettings",
     "GpuSettings", "Hostname", "LoadBalancerSettings", "Model", "ModelCacheSettings", "ModelOverride", "ModelPlan",
     "ModelSettings", "NetworkPolicySettings", "PinnedImage", "PreviewSettings", "RateLimitSettings", "Resources",
     "RouteSettings", "SecretsSettings", "StackSettings", "Taint", "TrafficSettings", "TunnelSettings",
-    "config_key_references", "decode_project_config", "disposable_annotations", "disposable_labels",
+    "certificate_hosts", "config_key_references", "decode_project_config", "deep_hostnames", "disposable_annotations", "disposable_labels",
     "is_pinned_image", "load_stack_config", "parse_stack_config", "preview_namespace", "preview_number",
-    "read_project_config",
+    "rate_limit_can_match_hosts", "read_project_config",
 ]

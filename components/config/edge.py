@@ -7,20 +7,26 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from components.config.base import DnsLabel, Hostname, Model
+from components.config.plans import AddOn, Plan
 
 
 class CloudflareSettings(Model):
     account_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
     zone: Hostname
+    # The zone's plan and the paid add-ons bought: they decide which edge features the config may
+    # use (components/config/plans.py checks every one when the config is parsed).
+    plan: Plan = "free"
+    add_ons: list[AddOn] = Field(default_factory=list)
 
 
 class RateLimitSettings(Model):
     """Cloudflare rate limiting of the API hostname, counted per client IP (and Cloudflare data centre)."""
 
-    requests_per_period: Annotated[int, Field(ge=1, le=1_000_000)] = 600
-    # Cloudflare accepts only these periods and timeouts (the free plan: 10 seconds).
-    period_seconds: Literal[10, 60, 120, 300, 600, 3600] = 60
-    mitigation_timeout_seconds: Literal[0, 10, 60, 120, 300, 600, 3600, 86400] = 60
+    requests_per_period: Annotated[int, Field(ge=1, le=1_000_000)] = 100
+    # The values Cloudflare's API accepts; which of them the zone's plan allows is checked in
+    # plans.py (the defaults are the free plan's only ones).
+    period_seconds: Literal[10, 60, 120, 300, 600, 3600] = 10
+    mitigation_timeout_seconds: Literal[0, 10, 60, 120, 300, 600, 3600, 86400] = 10
 
 
 class AccessSettings(Model):

@@ -21,6 +21,7 @@ from components.config.edge import CloudflareSettings, EdgeSettings
 from components.config.gateway import GATEWAY_SERVICE_URL, GatewaySettings
 from components.config.inference import BackendSettings, ModelPlan, ModelSettings
 from components.config.observability import AlertSettings
+from components.config.plans import plan_problems
 from components.config.preview import PreviewSettings, derive_preview, preview_from_stack_name, preview_number
 from components.config.secrets import SecretsSettings
 from components.config.traffic import TrafficSettings
@@ -67,6 +68,7 @@ class StackSettings(Model):
         problems.extend(self._gateway_problems())
         problems.extend(self._route_problems())
         problems.extend(self.alerts.problems())
+        problems.extend(plan_problems(self))
         if problems:
             raise _CrossCheckError(problems)
         return self
@@ -231,7 +233,15 @@ class StackSettings(Model):
         return self.traffic.active or self.enabled_clusters[0]
 
     def validation_hostname(self, cluster: str) -> str:
+        if self.traffic.validation_hostnames == "flat":
+            first, parent = self.public_hostname.split(".", 1)
+            return f"{cluster}-{first}.{parent}"
         return f"{cluster}.{self.public_hostname}"
+
+    @property
+    def validation_hostnames(self) -> dict[str, str]:
+        """Each cluster's own hostname; a preview has none (one cluster, nothing to cut over)."""
+        return {} if self.is_preview else {name: self.validation_hostname(name) for name in self.clusters}
 
     def origin_service(self, cluster: str) -> str:
         template = self.tunnel.origin_service or GATEWAY_SERVICE_URL

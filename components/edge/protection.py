@@ -34,14 +34,30 @@ class EdgeProtectionArgs:
     access: AccessSettings | None
     # Hostname routes: published too, so protected the same way.
     route_hostnames: tuple[str, ...] = ()
+    # Validation hostnames outside `*.<hostname>` (traffic.validationHostnames: flat), listed one by one.
+    validation_hostnames: tuple[str, ...] = ()
+    # False on the free plan, whose rate limiting rules may only match the path (config/plans.py).
+    match_hosts: bool = True
 
 
-def protected_hosts_expression(hostname: str, route_hostnames: tuple[str, ...]) -> str:
-    """The public hostname, every validation hostname below it (`<cluster>.<hostname>`, so adding a
-    cluster changes nothing here) and the hostname routes."""
-    clauses = [f'http.host eq "{hostname}"', f'ends_with(http.host, ".{hostname}")']
-    if route_hostnames:
-        clauses.append("http.host in {" + " ".join(f'"{h}"' for h in route_hostnames) + "}")
+# The gateway serves the OpenAI-compatible API below /v1 (gateway/README.md).
+API_PATHS = "/v1/*"
+
+
+def rate_limited_requests(args: EdgeProtectionArgs) -> str:
+    """The rate limit rule's expression: the stack's hostnames, or only the API paths on the free plan.
+
+    Hosts: the public hostname, every validation hostname below it (`<cluster>.<hostname>`, so adding
+    a cluster changes nothing here) or listed (flat ones), and the hostname routes. The wildcard
+    operator is available on every plan; regular expressions are not
+    (https://developers.cloudflare.com/ruleset-engine/rules-language/operators/).
+    """
+    if not args.match_hosts:
+        return f'(http.request.uri.path wildcard "{API_PATHS}")'
+    clauses = [f'http.host eq "{args.hostname}"', f'ends_with(http.host, ".{args.hostname}")']
+    listed = (*args.validation_hostnames, *args.route_hostnames)
+    if listed:
+        clauses.append("http.host in {" + " ".join(f'"{h}"' for h in listed) + "}")
     return "(" + " or ".join(clauses) + ")"
 
 
@@ -52,7 +68,7 @@ class EdgeProtection(pulumi.ComponentResource):
     def __init__(self, name: str, args: EdgeProtectionArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-edge:edge:EdgeProtection", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        host_expression = protected_hosts_expression(args.hostname, args.route_hostnames)
+        host_expression = rate_limited_requests(args)
         self.vault_entries = {}
         if args.rate_limit is not None:
             limit = args.rate_limit
@@ -68,7 +84,7 @@ class EdgeProtection(pulumi.ComponentResource):
                         cloudflare.RulesetRuleArgs(
                             description=(
                                 f"{limit.requests_per_period} requests per {limit.period_seconds}s per client IP "
-                                f"on {args.hostname} and its routes"
+                                + (f"on {args.hostname} and its routes" if args.match_hosts else f"to {API_PATHS} on every hostname")
                             ),
                             expression=host_expression,
                             action="block",
@@ -131,7 +147,7 @@ class EdgeProtection(pulumi.ComponentResource):
                 type="self_hosted",
                 destinations=[
                     cloudflare.ZeroTrustAccessApplicationDestinationArgs(type="public", uri=uri)
-                    for uri in (args.hostname, f"*.{args.hostname}", *args.route_hostnames)
+                    for uri in (args.hostname, f"*.{args.hostname}", *args.validation_hostnames, *args.route_hostnames)
                 ],
                 policies=[cloudflare.ZeroTrustAccessApplicationPolicyArgs(id=policy.id, precedence=1)],
                 # API clients get a 401, not a redirect to a login page they cannot follow.

@@ -1,4 +1,5 @@
-"""EdgeZone: the Cloudflare zone of the public hostname and, when this stack owns it, its TLS settings."""
+"""EdgeZone: the Cloudflare zone of the public hostname and, when this stack owns it, its TLS settings
+and the advanced certificate its deeper hostnames need."""
 
 from __future__ import annotations
 
@@ -18,6 +19,9 @@ class EdgeZoneArgs:
     zone: str
     manage_zone: bool
     create_zone: bool
+    # With manage_zone: hosts of an advanced certificate (Advanced Certificate Manager) for the
+    # hostnames Universal SSL does not cover (components/config/plans.py); empty: none needed.
+    certificate_hosts: tuple[str, ...] = ()
 
 
 class EdgeZone(pulumi.ComponentResource):
@@ -53,4 +57,19 @@ class EdgeZone(pulumi.ComponentResource):
                         child,
                     )
                 )
+        self.certificate = None
+        if args.manage_zone and args.certificate_hosts:
+            # Ordered explicitly: Total TLS skips hostnames served through Tunnel or Load Balancing.
+            self.certificate = cloudflare.CertificatePack(
+                f"{name}-certificate",
+                cloudflare.CertificatePackArgs(
+                    zone_id=self.zone_id,
+                    type="advanced",
+                    hosts=list(args.certificate_hosts),
+                    certificate_authority="lets_encrypt",
+                    validation_method="txt",
+                    validity_days=90,
+                ),
+                child,
+            )
         self.register_outputs({"zone_id": self.zone_id})

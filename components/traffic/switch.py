@@ -121,6 +121,8 @@ class TrafficSwitch(pulumi.ComponentResource):
                     name=f"{args.pool_name_prefix}-{cluster}",
                     description=f"cluster {cluster}: its Cloudflare Tunnel",
                     monitor=monitor.id,
+                    # Named regions: without them Cloudflare probes from every data centre, Enterprise only.
+                    check_regions=list(settings.check_regions),
                     minimum_origins=1,
                     origins=[
                         cloudflare.LoadBalancerPoolOriginArgs(

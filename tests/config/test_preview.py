@@ -41,7 +41,10 @@ def test_derived_config():
 
 
 def test_preview_domain_and_explicit_preview_config():
-    config = parse_stack_config("review", {**dev_raw(), "preview": {"enabled": True, "number": 9, "domain": "preview.example.com"}})
+    raw = dev_raw()
+    # pr-9.preview.example.com is two labels below the zone: its certificate needs Advanced Certificate Manager.
+    raw["cloudflare"] = {**raw["cloudflare"], "addOns": ["advancedCertificateManager"]}
+    config = parse_stack_config("review", {**raw, "preview": {"enabled": True, "number": 9, "domain": "preview.example.com"}})
     assert config.public_hostname == "pr-9.preview.example.com"
 
 

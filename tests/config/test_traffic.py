@@ -9,7 +9,8 @@ import pytest
 from components.config import ConfigError, parse_stack_config
 
 VALID = {
-    "cloudflare": {"accountId": "0123456789abcdef0123456789abcdef", "zone": "example.com"},
+    # Weighted mode needs the Load Balancing add-on (tests/config/test_plans.py).
+    "cloudflare": {"accountId": "0123456789abcdef0123456789abcdef", "zone": "example.com", "addOns": ["loadBalancing"]},
     "publicHostname": "llm.example.com",
     "clusters": {"blue": {"context": "blue-admin"}, "green": {"context": "green-admin"}},
     "traffic": {"mode": "dns", "active": "blue"},

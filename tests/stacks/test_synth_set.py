@@ -29,7 +29,9 @@ def test_paths():
 
 def test_assignments_change_one_value_inside_the_stack_files_object():
     overrides = stack_overrides("prod", ["traffic.mode=weighted", "llm-edge:traffic.weights.green=10", "traffic.weights.blue=90"])
-    assert overrides == {"traffic": {"mode": "weighted", "active": "blue", "weights": {"green": 10, "blue": 90}}}
+    assert overrides == {
+        "traffic": {"mode": "weighted", "active": "blue", "validationHostnames": "nested", "weights": {"green": 10, "blue": 90}}
+    }
     clusters = stack_overrides("prod", ["clusters.blue.enabled=false"])["clusters"]
     assert clusters["blue"]["enabled"] is False and clusters["blue"]["context"] == "blue-admin" and "green" in clusters
     routes = stack_overrides("prod", ["routes[0].backend=qwen-2-5-72b"])["routes"]

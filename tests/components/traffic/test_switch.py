@@ -72,7 +72,7 @@ def prod_clusters() -> dict[str, Any]:
 
 
 def weighted(weights: dict[str, int], active: str = "blue", **load_balancer) -> dict[str, Any]:
-    traffic: dict[str, Any] = {"mode": "weighted", "active": active, "weights": weights}
+    traffic: dict[str, Any] = {"mode": "weighted", "active": active, "weights": weights, "validationHostnames": "nested"}
     if load_balancer:
         traffic["loadBalancer"] = load_balancer
     return {"traffic": traffic}
@@ -93,7 +93,7 @@ def prod(overrides: dict[str, Any] | None = None) -> StackRun:
 
 def test_prod_file_is_dns_mode_on_blue():
     # The cases below start from the committed prod config; say so if it moves.
-    assert prod_file_config()["llm-edge:traffic"] == {"mode": "dns", "active": "blue"}
+    assert prod_file_config()["llm-edge:traffic"] == {"mode": "dns", "active": "blue", "validationHostnames": "nested"}
 
 
 def test_the_diff_reports_nothing_for_two_runs_of_the_same_config():
@@ -194,6 +194,8 @@ def test_weighted_mode_builds_monitor_pools_and_load_balancer_on_the_public_host
         assert origin["header"] == {"hosts": ["llm.example.com"]}
         assert plain(pool)["monitor"] == run_id(run.one(MONITOR, "traffic-monitor"))
         assert plain(pool)["name"] == f"llm-edge-prod-{cluster}"
+        # Left out, Cloudflare would probe from every data centre: Enterprise only.
+        assert plain(pool)["checkRegions"] == ["WEU"]
     lb = plain(run.one(LOAD_BALANCER, "traffic-lb"))
     blue, green = (run_id(run.one(POOL, f"traffic-pool-{c}")) for c in ("blue", "green"))
     assert lb["name"] == "llm.example.com" and lb["proxied"] is True
@@ -207,11 +209,12 @@ def test_weighted_mode_builds_monitor_pools_and_load_balancer_on_the_public_host
 
 
 def test_load_balancer_settings_come_from_config():
-    run = prod(weighted({"blue": 10, "green": 90}, monitorPath="/readyz", intervalSeconds=30,
-                        retries=1, expectedCodes="2xx", monitorType="http"))
+    run = prod(weighted({"blue": 10, "green": 90}, monitorPath="/readyz", intervalSeconds=120,
+                        retries=1, expectedCodes="2xx", monitorType="http", checkRegions=["WNAM", "ENAM", "WEU"]))
     monitor = plain(run.one(MONITOR, "traffic-monitor"))
     assert (monitor["path"], monitor["interval"], monitor["retries"], monitor["expectedCodes"], monitor["type"]) == (
-        "/readyz", 30, 1, "2xx", "http")
+        "/readyz", 120, 1, "2xx", "http")
+    assert plain(run.one(POOL, "traffic-pool-blue"))["checkRegions"] == ["WNAM", "ENAM", "WEU"]
     lb = plain(run.one(LOAD_BALANCER, "traffic-lb"))
     assert lb["fallbackPool"] == run_id(run.one(POOL, "traffic-pool-green"))
     assert run.outputs["activeCluster"] == "green"
@@ -243,7 +246,7 @@ def test_a_disabled_cluster_stays_deployed_but_gets_no_pool():
 
 
 def test_enabling_a_validated_cluster_changes_nothing_in_dns_mode_and_adds_its_pool_in_weighted_mode():
-    dns = {"traffic": {"mode": "dns", "active": "blue"}}
+    dns = {"traffic": {"mode": "dns", "active": "blue", "validationHostnames": "nested"}}
     assert differing(prod(disabled("green", dns)), prod(dns)) == set()
     only_blue = weighted({"blue": 100})
     changes = diff(prod(disabled("green", only_blue)), prod(only_blue))
@@ -277,7 +280,7 @@ def owned_by(run: StackRun, urn: str, cluster: str) -> bool:
 THIRD_CLUSTER_CASES = pytest.mark.parametrize(
     "traffic,new_traffic_resources",
     [
-        ({"traffic": {"mode": "dns", "active": "blue"}}, set()),
+        ({"traffic": {"mode": "dns", "active": "blue", "validationHostnames": "nested"}}, set()),
         (PROD_WEIGHTED_OVERRIDES, {(POOL, "traffic-pool-purple")}),
     ],
     ids=["dns", "weighted"],

@@ -28,7 +28,7 @@ def test_tunnel_config_routes_each_hostname_to_the_origin_and_ends_with_catch_al
     rules = ingress_rules(dev, "tunnel-dev")
     origin = "http://gateway.llm-edge.svc.cluster.local:8080"
     assert rules[:-1] == [
-        {"hostname": "dev.llm-dev.example.com", "service": origin},
+        {"hostname": "dev-llm-dev.example.com", "service": origin},
         {"hostname": "llm-dev.example.com", "service": origin},
     ]
     assert rules[-1] == {"service": "http_status:404"}
@@ -40,7 +40,7 @@ def test_public_and_validation_hostnames_are_proxied_cnames_to_the_tunnel(dev):
     [tunnel] = dev.of_type(TUNNEL)
     tunnel_id = dev.outputs["tunnels"]["dev"]
     records = {plain(r)["name"]: plain(r) for r in dev.of_type(DNS_RECORD)}
-    assert set(records) == {"llm-dev.example.com", "dev.llm-dev.example.com"}
+    assert set(records) == {"llm-dev.example.com", "dev-llm-dev.example.com"}
     for record in records.values():
         assert record["type"] == "CNAME" and record["proxied"] is True and record["ttl"] == 1
         assert record["content"] == f"{tunnel_id}.cfargotunnel.com"
