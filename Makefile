@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt gateway/requirements.txt gateway/constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: synth test lint policy tools clean
+.PHONY: synth preflight test lint policy tools clean
 
 $(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt gateway/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,11 @@ $(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt gateway
 # `pulumi config set --path`, e.g. make synth STACK=prod SET='traffic.active=green'
 synth: $(STAMP)
 	$(PY) -m offline synth --stack $(STACK) $(foreach assignment,$(SET),--set '$(assignment)')
+
+# What must exist before `pulumi up` (Cloudflare plan and token, AWS actions, secret config keys,
+# each cluster's prerequisites); exits 1 when something the stack can know is missing.
+preflight: $(STAMP)
+	$(PY) -m offline preflight --stack $(STACK) $(foreach assignment,$(SET),--set '$(assignment)')
 
 # Evaluates the policy pack in-process over the rendered stack (policies/config/<stack>.json;
 # pr-<N> uses preview.json); exits non-zero on a mandatory violation.

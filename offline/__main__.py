@@ -13,7 +13,9 @@ from pathlib import Path
 from components.config import ConfigError
 from offline.engine import ROOT, StackFileError, run_stack
 from offline.overrides import OverrideError, stack_overrides
+from offline.preflight import render, report
 from offline.render import kubernetes_objects, manifests_yaml, plan_summary, redact, resource_records
+from offline.secret_config import secret_config_keys, set_from_env
 
 
 def synth(stack: str, out_dir: Path, assignments: Sequence[str] = ()) -> int:
@@ -47,8 +49,52 @@ def main(argv: list[str] | None = None) -> int:
         "--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
         help="override one llm-edge config value for this render (path syntax of pulumi config set --path); repeatable",
     )
+    secrets_cmd = commands.add_parser(
+        "secret-config", help="list the secret config keys a stack needs (and set them from the environment, in CI)")
+    secrets_cmd.add_argument("--stack", default="dev")
+    secrets_cmd.add_argument("--set-from-env", action="store_true",
+                             help="pulumi config set --secret each key the stack file lacks, from $<KEY_IN_UPPER_SNAKE_CASE>")
+    preflight_cmd = commands.add_parser("preflight", help="what must exist before pulumi up (exit 1 when something is missing)")
+    preflight_cmd.add_argument("--stack", default="dev")
+    preflight_cmd.add_argument("--set", dest="assignments", action="append", default=[], metavar="KEY=VALUE",
+                               help="as for synth")
     args = parser.parse_args(argv)
+    if args.command == "preflight":
+        return preflight(args.stack, args.assignments)
+    if args.command == "secret-config":
+        return secret_config(args.stack, args.set_from_env)
     return synth(args.stack, args.out, args.assignments)
+
+
+def preflight(stack: str, assignments: Sequence[str] = ()) -> int:
+    try:
+        overrides = stack_overrides(stack, list(assignments)) if assignments else None
+        run = run_stack(stack, overrides)
+        keys = secret_config_keys(stack, overrides)
+    except (ConfigError, StackFileError, OverrideError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    sections = report(run, keys)
+    print(f"stack {stack}: before pulumi up" + (f" (config overridden: {' '.join(assignments)})" if assignments else ""))
+    print(render(sections))
+    missing = [line for lines in sections.values() for line in lines if line.missing]
+    if missing:
+        print(f"{len(missing)} missing: see the lines marked MISSING", file=sys.stderr)
+    return 1 if missing else 0
+
+
+def secret_config(stack: str, apply: bool) -> int:
+    try:
+        keys = secret_config_keys(stack)
+    except StackFileError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for key in keys:
+        print(f"{key.key}: {'in the stack file' if key.in_stack_file else 'from $' + key.env}")
+    problems = set_from_env(stack, keys) if apply else []
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 if __name__ == "__main__":

@@ -371,12 +371,17 @@ def with_offline_secrets(config: dict[str, str], secret_keys: list[str]) -> tupl
     return config, secret_keys
 
 
-def run_stack(stack: str, overrides: dict[str, Any] | None = None, root: Path = ROOT) -> StackRun:
-    """Run the program with `Pulumi.<stack>.yaml`, optionally replacing whole top-level keys."""
+def stack_config(stack: str, overrides: dict[str, Any] | None = None, root: Path = ROOT) -> tuple[dict[str, str], list[str]]:
+    """The config the CLI would pass for `Pulumi.<stack>.yaml`, optionally with whole top-level keys replaced."""
     config, secret_keys = load_stack_file(stack, root)
     if overrides:
         extra, extra_secrets = config_from_mapping(overrides)
         config.update(extra)
         secret_keys = sorted(set(secret_keys) | set(extra_secrets))
-    config, secret_keys = with_offline_secrets(config, secret_keys)
+    return config, secret_keys
+
+
+def run_stack(stack: str, overrides: dict[str, Any] | None = None, root: Path = ROOT) -> StackRun:
+    """Run the program with `Pulumi.<stack>.yaml`, optionally replacing whole top-level keys."""
+    config, secret_keys = with_offline_secrets(*stack_config(stack, overrides, root))
     return run_program(stack, config, secret_keys, root / "__main__.py")

@@ -324,11 +324,14 @@ def read_project_config() -> dict[str, Any]:
 
 def load_stack_config() -> StackSettings:
     """Parse the running stack's config. Call before registering any resource."""
-    raw = read_project_config()
-    # Keys named by a `...ConfigKey` setting hold secrets (a kubeconfig, a token): they are read
-    # later, as secrets, not parsed here.
+    return settings_from_raw(pulumi.get_stack(), read_project_config())
+
+
+def settings_from_raw(stack: str, raw: dict[str, Any]) -> StackSettings:
+    """Parse decoded `llm-edge:` keys; the secret keys that `...ConfigKey` settings name are left out."""
+    # They hold secrets (a kubeconfig, a token): the program reads them later, as secrets.
     referenced = set(config_key_references(raw))
-    return parse_stack_config(pulumi.get_stack(), {k: v for k, v in raw.items() if k not in referenced})
+    return parse_stack_config(stack, {k: v for k, v in raw.items() if k not in referenced})
 
 
 def config_key_references(value: Any) -> Iterator[str]:

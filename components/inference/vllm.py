@@ -30,6 +30,22 @@ PORT = 8000
 MODEL_LABEL = "llm-edge.dev/model"
 CACHE_PATH = "/cache"
 PROBE_PERIOD_SECONDS = 10
+# Per pod, on top of the startup budget: scheduling and pulling a vLLM image of ~10 GB happen
+# before the startup probe starts counting.
+POD_START_MINUTES = 15
+
+
+def await_timeouts(plan: ModelPlan) -> pulumi.CustomTimeouts:
+    """How long `pulumi up` waits for the Deployment to be ready.
+
+    pulumi-kubernetes waits 10 minutes by default, and a resource option overrides it
+    (https://www.pulumi.com/registry/packages/kubernetes/api-docs/apps/v1/deployment/: "You can
+    override the default timeout value by setting the 'customTimeouts' option"). A model load takes
+    up to its startup budget; a create starts every pod at once, while an update replaces them one at
+    a time (maxSurge 0), so it may take that long once per replica.
+    """
+    per_pod = plan.model.startup_budget_minutes + POD_START_MINUTES
+    return pulumi.CustomTimeouts(create=f"{per_pod}m", update=f"{per_pod * max(plan.replicas, 1)}m")
 
 
 @dataclass(frozen=True)
@@ -143,7 +159,7 @@ class VllmServer(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
+            pulumi.ResourceOptions(parent=self, depends_on=args.depends_on, custom_timeouts=await_timeouts(plan)),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",

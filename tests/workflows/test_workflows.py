@@ -134,3 +134,58 @@ def test_secrets_come_from_repository_secrets_only():
         used |= set(re.findall(r"secrets\.([A-Z_]+)", path.read_text()))
     documented = (ROOT / "docs" / "previews.md").read_text()
     assert [name for name in sorted(used - {"GITHUB_TOKEN"}) if name not in documented] == []
+
+
+def _pulumi_runs(workflow: dict):
+    """(job, stacks, pulumi step index) for every job that runs pulumi preview or up."""
+    for job in workflow["jobs"].values():
+        for index, step in enumerate(job.get("steps", [])):
+            settings = step.get("with", {})
+            if not step.get("uses", "").startswith("pulumi/actions@") or settings.get("command") not in ("up", "preview"):
+                continue
+            name = settings["stack-name"]
+            if name == "${{ matrix.stack }}":
+                stacks = [entry["stack"] for entry in job["strategy"]["matrix"]["include"]]
+            elif name == "${{ env.STACK }}":
+                stacks = ["pr-123"]  # pr-<N>: dev's config, as the workflow copies it
+            else:
+                stacks = [name]
+            yield job, stacks, index
+
+
+def test_every_secret_config_key_of_a_stack_is_set_from_a_repository_secret_before_pulumi_runs():
+    from offline.secret_config import secret_config_keys
+
+    checked = 0
+    for path in WORKFLOWS:
+        for job, stacks, pulumi_index in _pulumi_runs(load(path)):
+            setters = [s for s in job["steps"][:pulumi_index] if "offline secret-config" in s.get("run", "")
+                       and "--set-from-env" in s["run"]]
+            assert setters, f"{path.name}: no secret-config step before pulumi"
+            env = setters[-1].get("env", {})
+            for stack in stacks:
+                for key in secret_config_keys(stack):
+                    if not key.in_stack_file:
+                        assert env.get(key.env) == f"${{{{ secrets.{key.env} }}}}", f"{path.name} {stack}: {key.key}"
+                        checked += 1
+    assert checked >= 4  # prod's two keys, in preview.yml and deploy.yml
+
+
+def test_deploy_jobs_outlast_the_longest_deployment_await():
+    from tests.conftest import stack_run
+
+    for path in WORKFLOWS:
+        for job, stacks, index in _pulumi_runs(load(path)):
+            if job["steps"][index]["with"]["command"] != "up":
+                continue
+            for stack in stacks:
+                overrides = {"preview": {"gatewayImage": "ghcr.io/x/gw:1"}} if stack.startswith("pr-") else None
+                awaits = [_minutes(r.options["customTimeouts"]["update"]) for r in stack_run(stack, overrides).resources
+                          if "update" in r.options.get("customTimeouts", {})]
+                longest = max(awaits, default=10)  # pulumi-kubernetes' default await is 10 minutes
+                assert job["timeout-minutes"] >= longest + 15, f"{path.name} {stack}: timeout below a {longest} min await"
+
+
+def _minutes(duration: str) -> int:
+    assert duration.endswith("m"), duration
+    return int(duration[:-1])
