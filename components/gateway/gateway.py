@@ -139,7 +139,11 @@ class ApiGateway(pulumi.ComponentResource):
             k8s.apps.v1.DeploymentInitArgs(
                 metadata=metadata,
                 spec=rolling_deployment_spec(
-                    replicas=settings.replicas,
+                    # The autoscaler owns the count: a replicas field here would reset it on every
+                    # `pulumi up` ("remove spec.replicas from the manifest" when an HPA manages it:
+                    # https://kubernetes.io/docs/tasks/run-application/horizontal-pod-autoscale/#migrating-deployments-and-statefulsets-to-horizontal-autoscaling).
+                    # A new Deployment starts with one pod until the autoscaler raises it to minReplicas.
+                    replicas=None,
                     selector=self.selector,
                     max_surge=1,
                     max_unavailable=0,
@@ -165,8 +169,7 @@ class ApiGateway(pulumi.ComponentResource):
                     ),
                 ),
             ),
-            # After creation the autoscaler owns the replica count; re-applying it would undo scaling.
-            pulumi.ResourceOptions(parent=self, depends_on=[config_map, *args.depends_on], ignore_changes=["spec.replicas"]),
+            pulumi.ResourceOptions(parent=self, depends_on=[config_map, *args.depends_on]),
         )
         self.service = k8s.core.v1.Service(
             f"{name}-service",

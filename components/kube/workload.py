@@ -96,7 +96,8 @@ def spread_across_nodes(selector: dict[str, str]) -> list[k8s.core.v1.TopologySp
 
 
 def rolling_deployment_spec(
-    replicas: int,
+    # None when an autoscaler owns the count.
+    replicas: int | None,
     selector: dict[str, str],
     pod_metadata: k8s.meta.v1.ObjectMetaArgs,
     pod_spec: k8s.core.v1.PodSpecArgs,

@@ -56,9 +56,9 @@ def test_a_preview_stack_is_set_from_devs_file_as_it_is_rendered():
 def test_synth_renders_a_preview_stack_with_an_override(tmp_path):
     assert main(["synth", "--stack", "pr-123", "--out", str(tmp_path), "--set", "gateway.replicas=3"]) == 0
     resources = json.loads((tmp_path / "pr-123" / "resources.json").read_text())
-    [gateway] = [r for r in resources if r["name"] == "dev-gateway-deployment"]
-    assert gateway["inputs"]["spec"]["replicas"] == 3
-    assert gateway["inputs"]["metadata"]["namespace"] == "llm-edge-pr-123"
+    [autoscaler] = [r for r in resources if r["name"] == "dev-gateway-hpa"]
+    assert autoscaler["inputs"]["spec"]["minReplicas"] == 3
+    assert autoscaler["inputs"]["metadata"]["namespace"] == "llm-edge-pr-123"
 
 
 def test_secure_values_keep_their_marking(tmp_path):
