@@ -138,6 +138,7 @@ class ClusterInstallation(pulumi.ComponentResource):
                     api_key=VLLM_API_KEY,
                     hugging_face_token=HUGGING_FACE_TOKEN if HUGGING_FACE_TOKEN in delivered else None,
                     depends_on=self.secrets.ready,
+                    tunnel_keep_alive_seconds=config.tunnel.keep_alive_timeout_seconds,
                 ),
                 in_cluster,
             )

@@ -57,6 +57,13 @@ class VllmServerArgs:
     api_key: SecretKey
     hugging_face_token: SecretKey | None
     depends_on: list[pulumi.Resource]
+    # How long the tunnel keeps an idle connection to its origins (originRequest.keepAliveTimeout).
+    tunnel_keep_alive_seconds: int = 90
+
+
+def origin_keep_alive_seconds(proxy_keep_alive_seconds: int) -> int:
+    """An origin's idle timeout that outlasts the proxy's: the proxy always closes first."""
+    return proxy_keep_alive_seconds + 30
 
 
 def service_name(model_name: str) -> str:
@@ -96,6 +103,14 @@ class VllmServer(pulumi.ComponentResource):
         env = [
             secret_env("VLLM_API_KEY", args.api_key),
             k8s.core.v1.EnvVarArgs(name="HF_HOME", value=f"{CACHE_PATH}/huggingface"),
+            # uvicorn closes idle connections after VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s by default
+            # (https://docs.vllm.ai/en/latest/configuration/env_vars.html), while cloudflared reuses
+            # them for 90 s (originRequest keepAliveTimeout): a hostname route straight to vLLM
+            # would send requests on connections vLLM is closing, and clients get 502s. The
+            # server must hold them longer than the proxy in front.
+            k8s.core.v1.EnvVarArgs(
+                name="VLLM_HTTP_TIMEOUT_KEEP_ALIVE", value=str(origin_keep_alive_seconds(args.tunnel_keep_alive_seconds))
+            ),
         ]
         if args.hugging_face_token:
             env.append(secret_env("HF_TOKEN", args.hugging_face_token))

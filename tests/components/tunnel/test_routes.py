@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.conftest import stack_run
-from tests.helpers import DNS_RECORD, ingress_rules, plain
+from tests.helpers import DNS_RECORD, TUNNEL_CONFIG, ingress_rules, objects, plain
 
 
 @pytest.fixture(scope="module")
@@ -23,3 +23,21 @@ def test_external_backend_and_hostname_route_become_tunnel_rules_and_dns(prod):
     records = {plain(r)["name"]: plain(r) for r in prod.of_type(DNS_RECORD)}
     assert records["llama-8b.example.com"]["proxied"] is True
     assert records["llama-8b.example.com"]["content"] == f"{prod.outputs['tunnels']['blue']}.cfargotunnel.com"
+
+
+@pytest.mark.parametrize("keep_alive", [90, 300])
+def test_every_vllm_origin_keeps_idle_connections_longer_than_the_tunnel(keep_alive):
+    # cloudflared reuses an idle origin connection for keepAliveTimeout; an origin that closes
+    # sooner (uvicorn's default is 5 s) races it and clients get 502s.
+    run = stack_run("prod", {"tunnel": {"keepAliveTimeoutSeconds": keep_alive}})
+    checked = 0
+    for cluster in ("blue", "green"):
+        tunnel = plain(run.one(TUNNEL_CONFIG, f"tunnel-{cluster}-config"))["config"]["originRequest"]
+        for deployment in objects(run, cluster, "Deployment"):
+            for container in deployment["spec"]["template"]["spec"]["containers"]:
+                if container["name"] != "vllm":
+                    continue
+                env = {e["name"]: e.get("value") for e in container["env"]}
+                assert int(env["VLLM_HTTP_TIMEOUT_KEEP_ALIVE"]) > tunnel["keepAliveTimeout"] == keep_alive
+                checked += 1
+    assert checked == 4
