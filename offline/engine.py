@@ -101,6 +101,10 @@ def _mock_state(args) -> dict[str, Any]:
     if token == "random:index/randomBytes:RandomBytes":
         length = int(args.inputs.get("length", 32))
         state.update(base64="A" * (4 * ((length + 2) // 3)), hex="0" * (2 * length))
+    elif token == "random:index/randomId:RandomId":
+        # Derived from the keepers, as a new id follows a keeper change.
+        seed = hashlib.sha256(json.dumps(args.inputs.get("keepers", {}), sort_keys=True).encode()).hexdigest()
+        state.update(hex=seed[: 2 * int(args.inputs.get("byteLength", 4))])
     elif token == "random:index/randomPassword:RandomPassword":
         state["result"] = "p" * int(args.inputs.get("length", 32))
     elif token == "aws:secretsmanager/secret:Secret":

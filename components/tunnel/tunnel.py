@@ -9,6 +9,8 @@ import pulumi_cloudflare as cloudflare
 import pulumi_random as random
 
 CATCH_ALL_SERVICE = "http_status:404"
+SECRET_BYTES = 32
+CONFIG_SOURCE = "cloudflare"
 
 
 @dataclass(frozen=True)
@@ -64,13 +66,25 @@ class InferenceTunnel(pulumi.ComponentResource):
     def __init__(self, name: str, args: InferenceTunnelArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-edge:tunnel:InferenceTunnel", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        secret = random.RandomBytes(f"{name}-secret", random.RandomBytesArgs(length=32), child)
+        secret = random.RandomBytes(f"{name}-secret", random.RandomBytesArgs(length=SECRET_BYTES), child)
+        # Tunnel names are unique per account ("409 Conflict ... code 1013: You already have a tunnel
+        # with this name", pulumi/pulumi-cloudflare#1440), and a replacement creates the new tunnel
+        # before deleting the old one. A suffix that changes with what forces a replacement (the
+        # account, the config source, the secret) gives every generation a name of its own.
+        generation = random.RandomId(
+            f"{name}-generation",
+            random.RandomIdArgs(
+                byte_length=3,
+                keepers={"accountId": args.account_id, "configSrc": CONFIG_SOURCE, "secretBytes": str(SECRET_BYTES)},
+            ),
+            child,
+        )
         tunnel = cloudflare.ZeroTrustTunnelCloudflared(
             f"{name}-tunnel",
             cloudflare.ZeroTrustTunnelCloudflaredArgs(
                 account_id=args.account_id,
-                name=args.tunnel_name,
-                config_src="cloudflare",
+                name=generation.hex.apply(lambda suffix: f"{args.tunnel_name}-{suffix}"),
+                config_src=CONFIG_SOURCE,
                 tunnel_secret=secret.base64,
             ),
             child,
@@ -86,7 +100,7 @@ class InferenceTunnel(pulumi.ComponentResource):
             cloudflare.ZeroTrustTunnelCloudflaredConfigArgs(
                 account_id=args.account_id,
                 tunnel_id=tunnel.id,
-                source="cloudflare",
+                source=CONFIG_SOURCE,
                 config=cloudflare.ZeroTrustTunnelCloudflaredConfigConfigArgs(
                     ingresses=rules,
                     origin_request=cloudflare.ZeroTrustTunnelCloudflaredConfigConfigOriginRequestArgs(

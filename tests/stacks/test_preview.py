@@ -38,7 +38,7 @@ def test_preview_owns_no_zone_level_resources(preview):
 
 def test_preview_has_its_own_namespace_tunnel_and_hostname(preview):
     [tunnel] = preview.of_type(TUNNEL)
-    assert plain(tunnel)["name"] == "llm-edge-pr-123-dev"
+    assert plain(tunnel)["name"].startswith("llm-edge-pr-123-dev-")
     assert "pr-123.example.com" in {plain(r)["name"] for r in preview.of_type(DNS_RECORD)}
     assert preview.outputs["baseUrl"] == "https://pr-123.example.com/v1"
     objects = kubernetes_objects(preview)["dev"]

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+from tests.conftest import stack_run
 from tests.helpers import (
     AWS_SECRET,
     AWS_SECRET_VERSION,
@@ -18,10 +21,20 @@ def test_remotely_managed_tunnel_with_random_secret(dev):
     [tunnel] = dev.of_type(TUNNEL)
     inputs = plain(tunnel)
     assert inputs["configSrc"] == "cloudflare"
-    assert inputs["name"] == "llm-edge-dev-dev"
+    assert re.fullmatch(r"llm-edge-dev-dev-[0-9a-f]{6}", inputs["name"]), inputs["name"]
     assert secret_marked(tunnel.inputs["tunnelSecret"])
     [secret] = dev.of_type("random:index/randomBytes:RandomBytes")
     assert secret.inputs["length"] == 32
+
+
+def test_a_replaced_tunnel_gets_a_name_of_its_own(dev):
+    # Cloudflare refuses a second tunnel with a name in use (409, code 1013), and a replacement
+    # creates the new tunnel before it deletes the old one: the generation suffix must change
+    # with what forces the replacement (here: another account).
+    [generation] = dev.of_type("random:index/randomId:RandomId")
+    assert set(plain(generation)["keepers"]) == {"accountId", "configSrc", "secretBytes"}
+    moved = stack_run("dev", {"cloudflare": {"accountId": "f" * 32, "zone": "example.com", "plan": "free"}})
+    assert plain(moved.of_type(TUNNEL)[0])["name"] != plain(dev.of_type(TUNNEL)[0])["name"]
 
 
 def test_tunnel_config_routes_each_hostname_to_the_origin_and_ends_with_catch_all(dev):
