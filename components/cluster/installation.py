@@ -20,6 +20,7 @@ from components.inference import PORT as VLLM_PORT
 from components.inference import VllmServer, VllmServerArgs
 from components.inference import service_url as vllm_service_url
 from components.kube import PART_OF, SecretKey, selector_labels
+from components.naming import IAM_ROLE_NAME_LIMIT, LABEL_VALUE_LIMIT, bounded
 from components.observability import AlertsArgs, PrometheusAlerts
 from components.secrets import ClusterSecrets, SecretDelivery, SecretDeliveryArgs, SecretRef
 from components.tunnel import CONNECTOR_APP, CONNECTOR_METRICS_PORT, CloudflaredConnector, CloudflaredConnectorArgs
@@ -52,7 +53,8 @@ class ClusterInstallation(pulumi.ComponentResource):
     def __init__(self, name: str, args: ClusterInstallationArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-edge:cluster:ClusterStack", name, None, opts)
         cluster, config = args.cluster, args.config
-        self.instance = instance = f"{config.stack}-{args.cluster_name}"
+        # The `app.kubernetes.io/instance` label of every object of this cluster.
+        self.instance = instance = bounded(f"{config.stack}-{args.cluster_name}", LABEL_VALUE_LIMIT)
         # Named after the cluster so that rendered manifests and plans group by it.
         self.provider = k8s.Provider(
             args.cluster_name,
@@ -109,7 +111,7 @@ class ClusterInstallation(pulumi.ComponentResource):
                 refresh_interval=config.secrets.refresh_interval,
                 oidc_provider_arn=cluster.oidc_provider_arn,
                 kms_key_id=config.secrets.kms_key_id,
-                role_name=f"{instance}-secrets-reader"[:64],
+                role_name=bounded(f"{instance}-secrets-reader", IAM_ROLE_NAME_LIMIT),
             ),
             in_cluster,
         )

@@ -9,6 +9,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from components.config.base import Model, PinnedImage, Quantity, Resources
 
 
+def model_service_name(model_name: str) -> str:
+    """The Kubernetes Service (and Deployment) of a model in each cluster: `vllm-<model key>`."""
+    return f"vllm-{model_name}"
+
+
+# Service names are DNS labels: "at most 63 characters" (Kubernetes object names and IDs).
+SERVICE_NAME_LIMIT = 63
+MODEL_KEY_LIMIT = SERVICE_NAME_LIMIT - len(model_service_name(""))
+
+
 class ModelCacheSettings(Model):
     """Where vLLM keeps downloaded weights: a PersistentVolumeClaim, or emptyDir (re-downloads on restart)."""
 

@@ -48,7 +48,8 @@ class PreviewSettings(Model):
     """
 
     enabled: bool = False
-    number: Annotated[int, Field(ge=1)] | None = None
+    # A pull request number; nine digits keep the namespace llm-edge-pr-<N> far below 63 characters.
+    number: Annotated[int, Field(ge=1, le=999_999_999)] | None = None
     # Preview hostnames are `pr-<N>.<domain>`; default: the zone (covered by its universal certificate).
     domain: Hostname | None = None
     # The gateway image built from the pull request.

@@ -18,7 +18,9 @@ class SecretsSettings(Model):
     # A customer-managed key, as an ARN (the reader role's policy names it).
     kms_key_id: Annotated[str, Field(pattern=r"^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/[0-9a-f-]+$")] | None = None
     # Name prefix of every secret of this stack; `{stack}` is replaced by the stack name.
-    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9/_+=.@{}-]+$")] = "llm-edge/{stack}"
+    # Secret names take at most 512 characters ("NameType ... max 512", Secrets Manager API); the
+    # longest path below the prefix is about 80 (gateway/clients/<client>).
+    prefix: Annotated[str, Field(pattern=r"^[A-Za-z0-9/_+=.@{}-]+$", max_length=400)] = "llm-edge/{stack}"
     # Needed by external-secrets delivery (the SecretStore names the region).
     region: Annotated[str, Field(pattern=r"^[a-z]{2}(-[a-z]+)+-[0-9]$")] | None = None
     refresh_interval: Annotated[str, Field(pattern=r"^[0-9]+[smh]$")] = "1h"

@@ -19,7 +19,14 @@ from components.config.base import PROJECT, ConfigError, DnsLabel, Hostname, Mod
 from components.config.cluster import ClusterSettings, ModelOverride, NetworkPolicySettings
 from components.config.edge import CloudflareSettings, EdgeSettings
 from components.config.gateway import GATEWAY_SERVICE_URL, GatewaySettings
-from components.config.inference import BackendSettings, ModelPlan, ModelSettings
+from components.config.inference import (
+    MODEL_KEY_LIMIT,
+    SERVICE_NAME_LIMIT,
+    BackendSettings,
+    ModelPlan,
+    ModelSettings,
+    model_service_name,
+)
 from components.config.observability import AlertSettings
 from components.config.plans import plan_problems
 from components.config.preview import PreviewSettings, derive_preview, preview_from_stack_name, preview_number
@@ -68,6 +75,7 @@ class StackSettings(Model):
         problems.extend(self._gateway_problems())
         problems.extend(self._route_problems())
         problems.extend(self.alerts.problems())
+        problems.extend(self._name_problems())
         problems.extend(plan_problems(self))
         if problems:
             raise _CrossCheckError(problems)
@@ -115,6 +123,25 @@ class StackSettings(Model):
                 problems.append((f"{key}.backend", route.backend,
                                  "checks no API key: set backends.<name>.authenticates: true if it does, "
                                  "or allowUnauthenticated: true on the route if it is protected otherwise"))
+        return problems
+
+    def _name_problems(self) -> list[Problem]:
+        """Keys that become names past their limits: DNS labels and Service names take 63 characters,
+        hostnames 253 (https://kubernetes.io/docs/concepts/overview/working-with-objects/names/, RFC 1035)."""
+        problems: list[Problem] = []
+        for model_name in self.models:
+            if len(model_name) > MODEL_KEY_LIMIT:
+                problems.append((f"models.{model_name}", len(model_name),
+                                 f"is too long: the key names the Kubernetes Service {model_service_name(model_name)}, "
+                                 f"and model keys take at most {MODEL_KEY_LIMIT} characters"))
+        for cluster, hostname in self.validation_hostnames.items():
+            label = hostname.split(".", 1)[0]
+            if len(label) > SERVICE_NAME_LIMIT:
+                problems.append((f"clusters.{cluster}", len(label),
+                                 f"makes the validation hostname label {label} longer than 63 characters: shorten the "
+                                 "cluster key, or use traffic.validationHostnames: nested"))
+            elif len(hostname) > 253:
+                problems.append((f"clusters.{cluster}", len(hostname), "makes the validation hostname longer than 253 characters"))
         return problems
 
     def _traffic_problems(self) -> list[Problem]:

@@ -13,6 +13,7 @@ import pulumi
 import pulumi_kubernetes as k8s
 
 from components.config import GpuSettings, ModelPlan
+from components.config.inference import model_service_name
 from components.kube import (
     SecretKey,
     disruption_budget,
@@ -67,7 +68,7 @@ def origin_keep_alive_seconds(proxy_keep_alive_seconds: int) -> int:
 
 
 def service_name(model_name: str) -> str:
-    return f"{APP}-{model_name}"
+    return model_service_name(model_name)
 
 
 def service_url(model_name: str, namespace: str) -> str:

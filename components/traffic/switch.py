@@ -21,6 +21,7 @@ import pulumi
 import pulumi_cloudflare as cloudflare
 
 from components.config import LoadBalancerSettings
+from components.naming import pool_name
 from components.tunnel import proxied_cname
 
 
@@ -118,7 +119,7 @@ class TrafficSwitch(pulumi.ComponentResource):
                 f"{name}-pool-{cluster}",
                 cloudflare.LoadBalancerPoolArgs(
                     account_id=args.account_id,
-                    name=f"{args.pool_name_prefix}-{cluster}",
+                    name=pool_name(f"{args.pool_name_prefix}-{cluster}"),
                     description=f"cluster {cluster}: its Cloudflare Tunnel",
                     monitor=monitor.id,
                     # Named regions: without them Cloudflare probes from every data centre, Enterprise only.
