@@ -164,6 +164,10 @@ def cluster_lines(run: StackRun, cluster: str, objects: list[dict[str, Any]]) ->
     kinds = {o["kind"] for o in objects}
     if "ExternalSecret" in kinds:
         lines.append(Line("External Secrets Operator v0.17 or later (serves external-secrets.io/v1)"))
+        if not any(o["kind"] == "ServiceAccount" and "eks.amazonaws.com/role-arn" in o["metadata"].get("annotations", {})
+                   for o in objects):
+            lines.append(Line("the External Secrets controller's own AWS credentials may read this stack's secrets "
+                              "(no oidcProviderArn: no IAM role for the SecretStore)"))
     if kinds & {"PrometheusRule", "PodMonitor"}:
         labels = sorted({f"{k}={v}" for o in objects if o["kind"] in ("PrometheusRule", "PodMonitor")
                          for k, v in o["metadata"].get("labels", {}).items() if not k.startswith("app.kubernetes.io/")})

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, Field, model_validator
 
 from components.config.base import DnsLabel, Model, PinnedImage, Taint
 from components.config.tunnel import ConnectorSettings
@@ -20,6 +21,21 @@ DEFAULT_TOLERATED_TAINTS = (
 )
 
 
+# A label value: at most 63 characters of letters, digits, `-`, `_` and `.`, starting and ending
+# with a letter or digit (https://kubernetes.io/docs/concepts/overview/working-with-objects/labels/).
+LABEL_VALUE_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$"
+
+
+def _as_the_labeller_writes(product: str) -> str:
+    if not re.fullmatch(LABEL_VALUE_PATTERN, product):
+        raise ValueError(
+            f"{product!r} is not a node label value: write it as the vendor's labeller does, spaces as '_' (AMD) or "
+            "'-' (NVIDIA) and no parentheses, e.g. AMD_Instinct_MI300X_OAM or NVIDIA-H100-80GB-HBM3 "
+            "(kubectl get nodes -L amd.com/gpu.product-name,nvidia.com/gpu.product shows them)"
+        )
+    return product
+
+
 class GpuSettings(Model):
     """The GPU nodes of one cluster."""
 
@@ -27,8 +43,11 @@ class GpuSettings(Model):
     # Taints of the GPU nodes that vLLM pods tolerate; default: the vendor's resource name.
     taints: list[Taint] | None = None
     node_selector: dict[str, str] = Field(default_factory=dict)
-    # Schedule only on these GPU products (node affinity on the vendor's product label).
-    products: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    # Schedule only on these GPU products (node affinity on the vendor's product label). Values are
+    # what the labeller derives from the driver's product name: AMD's node labeller replaces spaces
+    # by `_` and drops parentheses (ROCm/k8s-device-plugin, cmd/k8s-node-labeller; its docs show
+    # `amd.com/gpu.product-name=AMD_Instinct_MI300X_OAM`), NVIDIA's GPU feature discovery uses `-`.
+    products: list[Annotated[str, AfterValidator(_as_the_labeller_writes)]] = Field(default_factory=list)
 
     @property
     def resource_name(self) -> str:
@@ -65,6 +84,9 @@ class ClusterSettings(Model):
     gpu: GpuSettings = GpuSettings()
     # Model name -> overrides for this cluster; a model not listed runs with its own settings.
     models: dict[str, ModelOverride] = Field(default_factory=dict)
+    # The storage class of model caches here, over each model's cache.storageClass: clusters on
+    # other clouds name theirs differently (efs-models on EKS, azurefile-csi-premium on AKS).
+    cache_storage_class: Annotated[str, Field(min_length=1)] | None = None
     # false: the cluster stays deployed with its tunnel and validation hostname but gets no public
     # traffic (it cannot be traffic.active, has no weight and no load balancer pool).
     enabled: bool = True

@@ -71,3 +71,4 @@ class ModelPlan(BaseModel):
     gpus_per_replica: int
     tensor_parallel_size: int
     image: str
+    cache_storage_class: str | None

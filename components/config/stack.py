@@ -231,6 +231,7 @@ class StackSettings(Model):
             gpus_per_replica=override.gpus_per_replica or model.gpus_per_replica,
             tensor_parallel_size=override.tensor_parallel_size or model.tensor_parallel_size,
             image=override.image or model.image,
+            cache_storage_class=self.clusters[cluster_name].cache_storage_class or model.cache.storage_class,
         )
 
     @property

@@ -203,7 +203,7 @@ class VllmServer(pulumi.ComponentResource):
                 metadata=metadata(f"{self.service_name}-cache"),
                 spec=k8s.core.v1.PersistentVolumeClaimSpecArgs(
                     access_modes=[cache.access_mode],
-                    storage_class_name=cache.storage_class,
+                    storage_class_name=plan.cache_storage_class,
                     resources=k8s.core.v1.VolumeResourceRequirementsArgs(requests={"storage": cache.size}),
                 ),
             ),

@@ -60,8 +60,11 @@ def test_each_cluster_lists_its_vendor_operators_storage_and_pod_security():
     for text in (blue, green):
         assert "External Secrets Operator v0.17 or later" in text
         assert "a Prometheus selecting release=kube-prometheus-stack" in text
-        assert "storage class efs-models offering ReadWriteMany" in text
         assert "namespace llm-edge: Pod Security baseline enforced" in text
+    assert "storage class efs-models offering ReadWriteMany" in blue
+    # green is AKS: its own storage class, and no IRSA role for External Secrets.
+    assert "storage class azurefile-csi-premium offering ReadWriteMany" in green
+    assert "controller's own AWS credentials" in green and "controller's own AWS credentials" not in blue
     dev = "\n".join(sections("dev")["Cluster dev"])
     assert "External Secrets" not in dev and "kubeconfig context dev-gpu" in dev
 

@@ -41,7 +41,7 @@ def test_gpu_resource_count_and_image_follow_the_clusters_vendor(prod, cluster, 
 
 @pytest.mark.parametrize("cluster,vendor_taint,label,product", [
     ("blue", "nvidia.com/gpu", "nvidia.com/gpu.product", "NVIDIA-H100-80GB-HBM3"),
-    ("green", "amd.com/gpu", "amd.com/gpu.product-name", "AMD_Instinct_MI300X"),
+    ("green", "amd.com/gpu", "amd.com/gpu.product-name", "AMD_Instinct_MI300X_OAM"),
 ])
 def test_gpu_pods_tolerate_their_vendor_and_select_the_product(prod, cluster, vendor_taint, label, product):
     spec = pod_spec(prod, "vllm-llama-3-1-8b", cluster)
@@ -49,7 +49,7 @@ def test_gpu_pods_tolerate_their_vendor_and_select_the_product(prod, cluster, ve
     [term] = spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
     assert term["matchExpressions"] == [{"key": label, "operator": "In", "values": [product]}]
     if cluster == "green":
-        assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": "mi300x"}
+        assert spec["nodeSelector"] == {"node.kubernetes.io/instance-type": "Standard_ND96isr_MI300X_v5"}
 
 
 def test_per_cluster_replicas_override(prod):
@@ -81,7 +81,8 @@ def test_keys_come_from_secrets(prod):
     env = {e["name"]: e for e in container(prod, "vllm-llama-3-1-8b", "blue")["env"]}
     assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-api-key", "key": "api-key"}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hugging-face-token", "key": "token"}
-    assert all("value" not in e or e["name"] == "HF_HOME" for e in env.values())
+    # Literal values are settings, never keys.
+    assert all("value" not in e or e["name"] in ("HF_HOME", "VLLM_HTTP_TIMEOUT_KEEP_ALIVE") for e in env.values())
 
 
 def test_probes_allow_a_long_model_load_and_do_not_kill_a_busy_server(prod):
@@ -106,6 +107,9 @@ def test_volumes_cache_and_shared_memory(prod, dev):
     assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
     assert claim["spec"]["storageClassName"] == "efs-models"
     assert claim["spec"]["resources"]["requests"]["storage"] == "200Gi"
+    # A cluster on another cloud names its own class (clusters.green.cacheStorageClass).
+    [green_claim] = [o for o in objects(prod, "green", "PersistentVolumeClaim") if o["metadata"]["name"] == "vllm-qwen-2-5-72b-cache"]
+    assert green_claim["spec"]["storageClassName"] == "azurefile-csi-premium"
     mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
     assert mounts == {"cache": "/cache", "shm": "/dev/shm"}
     dev_volumes = {v["name"]: v for v in pod_spec(dev, "vllm-qwen-0-5b", "dev")["volumes"]}
@@ -134,3 +138,20 @@ def test_every_container_has_requests_and_limits_and_no_privilege_escalation(pro
                 assert {"cpu", "memory"} <= set(c["resources"]["requests"]) & set(c["resources"]["limits"]), c["name"]
                 assert c["securityContext"]["allowPrivilegeEscalation"] is False
                 assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+
+
+def test_amd_tensor_parallel_pods_share_memory_inside_pod_security_baseline(prod):
+    # AMD's vLLM example uses hostIPC, hostNetwork, seccomp Unconfined and SYS_PTRACE, which need the
+    # privileged Pod Security level; tensor parallelism needs shared memory between the ranks, which a
+    # memory-backed /dev/shm gives inside baseline (docs/deploying.md#amd-gpus).
+    spec = pod_spec(prod, "vllm-qwen-2-5-72b", "green")
+    [vllm] = spec["containers"]
+    assert "--tensor-parallel-size" in vllm["args"] and vllm["args"][vllm["args"].index("--tensor-parallel-size") + 1] == "2"
+    assert not any(spec.get(field) for field in ("hostIPC", "hostNetwork", "hostPID"))
+    assert vllm["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert vllm["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    shm = {v["name"]: v for v in spec["volumes"]}["shm"]["emptyDir"]
+    assert shm["medium"] == "Memory"
+    assert {"name": "shm", "mountPath": "/dev/shm"} in vllm["volumeMounts"]
+    [namespace] = objects(prod, "green", "Namespace")
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"

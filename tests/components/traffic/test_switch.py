@@ -79,11 +79,11 @@ def weighted(weights: dict[str, int], active: str = "blue", **load_balancer) -> 
 
 
 def with_third_cluster(traffic: dict[str, Any]) -> dict[str, Any]:
-    """prod plus a cluster `purple` (a copy of green reached through its own context and OIDC provider)."""
+    """prod plus a cluster `purple` (a copy of blue reached through its own context and OIDC provider)."""
     clusters = prod_clusters()
-    purple = copy.deepcopy(clusters["green"])
+    purple = copy.deepcopy(clusters["blue"])
     purple["context"] = "purple-admin"
-    purple["oidcProviderArn"] = purple["oidcProviderArn"].replace("GREEN", "PURPLE")
+    purple["oidcProviderArn"] = purple["oidcProviderArn"].replace("BLUE", "PURPLE")
     return {"clusters": {**clusters, "purple": purple}, **traffic}
 
 
