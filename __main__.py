@@ -96,6 +96,9 @@ if alerts.enabled and alerts.tunnel_notifications:
             tunnel_ids={name: tunnel.tunnel_id for name, tunnel in tunnels.items()},
             emails=list(alerts.emails),
             webhook_url=secret_config.require_secret(alerts.webhook_url_config_key) if alerts.webhook_url_config_key else None,
+            webhook_secret=(
+                secret_config.require_secret(alerts.webhook_secret_config_key) if alerts.webhook_secret_config_key else None
+            ),
         ),
     )
 

@@ -90,6 +90,10 @@ class AlertSettings(Model):
     emails: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]] = Field(default_factory=list)
     # A secret config key holding the webhook URL (Slack-style URLs carry their token).
     webhook_url_config_key: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] | None = None
+    # A secret config key with the webhook's secret, given apart from the URL (a Google Chat token,
+    # or what a generic webhook receives as `cf-webhook-auth`). Slack and Discord tokens are taken
+    # off their URLs by the stack itself.
+    webhook_secret_config_key: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] | None = None
     rules: AlertRules = AlertRules()
 
     def problems(self) -> list[tuple[str, Any, str]]:

@@ -10,6 +10,7 @@ no running policy is updated.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import pulumi
 import pulumi_cloudflare as cloudflare
@@ -27,6 +28,34 @@ class TunnelHealthNotificationArgs:
     emails: list[str]
     # The webhook's URL (a secret: Slack-style URLs carry their token), or None for e-mail only.
     webhook_url: pulumi.Input[str] | None = None
+    # Given apart from the URL: sent as `cf-webhook-auth` to a generic webhook; for a chat service,
+    # the token its URL would otherwise carry.
+    webhook_secret: pulumi.Input[str] | None = None
+
+
+# Chat services whose webhook URL ends in its token: Cloudflare moves that token into `secret` and
+# stores a different URL than the one given, so every `pulumi up` would show a diff. "You can choose
+# to remove the secret from the URL and explicitly set the value of `secret` ... useful when defining
+# your webhook infrastructure as code" (https://developers.cloudflare.com/notifications/get-started/configure-webhooks/).
+TOKEN_IN_LAST_SEGMENT = ("hooks.slack.com", "discord.com", "discordapp.com")
+TOKEN_IN_QUERY = ("chat.googleapis.com",)
+
+
+def split_webhook_secret(url: str, secret: str | None) -> tuple[str, str | None]:
+    """The URL and secret to give Cloudflare so that it stores the URL as given."""
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if secret is not None:
+        return url, secret
+    if host in TOKEN_IN_LAST_SEGMENT:
+        base, _, token = url.rstrip("/").rpartition("/")
+        return base, token
+    if host in TOKEN_IN_QUERY:
+        raise ValueError(
+            "a Google Chat webhook URL carries its token, which Cloudflare moves out of the URL: give the token in "
+            "the secret config key named by llm-edge:alerts.webhookSecretConfigKey and the URL without it"
+        )
+    return url, None
 
 
 class TunnelHealthNotification(pulumi.ComponentResource):
@@ -40,10 +69,15 @@ class TunnelHealthNotification(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.webhook = None
         if args.webhook_url is not None:
+            split = pulumi.Output.secret(pulumi.Output.all(args.webhook_url, args.webhook_secret).apply(
+                lambda given: split_webhook_secret(given[0], given[1])))
             self.webhook = cloudflare.NotificationPolicyWebhooks(
                 f"{name}-webhook",
                 cloudflare.NotificationPolicyWebhooksArgs(
-                    account_id=args.account_id, name=f"{args.display_name}: tunnel health", url=pulumi.Output.secret(args.webhook_url)
+                    account_id=args.account_id,
+                    name=f"{args.display_name}: tunnel health",
+                    url=split.apply(lambda pair: pair[0]),
+                    secret=split.apply(lambda pair: pair[1]),
                 ),
                 child,
             )
