@@ -69,15 +69,15 @@ class TunnelHealthNotification(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.webhook = None
         if args.webhook_url is not None:
-            split = pulumi.Output.secret(pulumi.Output.all(args.webhook_url, args.webhook_secret).apply(
-                lambda given: split_webhook_secret(given[0], given[1])))
+            split: pulumi.Output[tuple[str, str | None]] = pulumi.Output.all(args.webhook_url, args.webhook_secret).apply(
+                lambda given: split_webhook_secret(given[0], given[1]))
             self.webhook = cloudflare.NotificationPolicyWebhooks(
                 f"{name}-webhook",
                 cloudflare.NotificationPolicyWebhooksArgs(
                     account_id=args.account_id,
                     name=f"{args.display_name}: tunnel health",
-                    url=split.apply(lambda pair: pair[0]),
-                    secret=split.apply(lambda pair: pair[1]),
+                    url=pulumi.Output.secret(split.apply(lambda pair: pair[0])),
+                    secret=pulumi.Output.secret(split.apply(lambda pair: pair[1])),
                 ),
                 child,
             )
