@@ -69,15 +69,17 @@ class TunnelHealthNotification(pulumi.ComponentResource):
         child = pulumi.ResourceOptions(parent=self)
         self.webhook = None
         if args.webhook_url is not None:
-            split: pulumi.Output[tuple[str, str | None]] = pulumi.Output.all(args.webhook_url, args.webhook_secret).apply(
+            url = pulumi.Output.secret(args.webhook_url)
+            split: pulumi.Output[tuple[str, str | None]] = pulumi.Output.all(url, args.webhook_secret).apply(
                 lambda given: split_webhook_secret(given[0], given[1]))
             self.webhook = cloudflare.NotificationPolicyWebhooks(
                 f"{name}-webhook",
                 cloudflare.NotificationPolicyWebhooksArgs(
                     account_id=args.account_id,
                     name=f"{args.display_name}: tunnel health",
-                    url=pulumi.Output.secret(split.apply(lambda pair: pair[0])),
-                    secret=pulumi.Output.secret(split.apply(lambda pair: pair[1])),
+                    # Both stay secret: outputs of an apply over a secret are secret.
+                    url=split.apply(lambda pair: pair[0]),
+                    secret=split.apply(lambda pair: pair[1]),
                 ),
                 child,
             )
