@@ -36,6 +36,19 @@ def _pinned_images(args, report_violation):
             )
 
 
+def _pinned_by_digest(args, report_violation):
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is None:
+        return
+    for container in containers(spec):
+        image = container.get("image")
+        if is_pinned_image(image) and "@sha256:" not in image:
+            report_violation(
+                f"{object_name(args.props)}: container {container.get('name')} image {image!r} is pinned by tag only: "
+                "a registry can move a tag; add the digest (name:tag@sha256:...) so every node runs the same bytes."
+            )
+
+
 def _cloudflared_no_autoupdate(args, report_violation):
     spec = pod_spec(args.resource_type, args.props)
     if spec is None:
@@ -94,6 +107,12 @@ pinned_images = ResourceValidationPolicy(
     enforcement_level=EnforcementLevel.MANDATORY,
     validate=_pinned_images,
 )
+images_pinned_by_digest = ResourceValidationPolicy(
+    name="images-pinned-by-digest",
+    description="Container images carry a digest, not only a tag (advisory: a warning in prod).",
+    enforcement_level=EnforcementLevel.ADVISORY,
+    validate=_pinned_by_digest,
+)
 cloudflared_no_autoupdate = ResourceValidationPolicy(
     name="cloudflared-no-autoupdate",
     description="cloudflared runs with --no-autoupdate: the image tag decides its version.",
@@ -117,4 +136,4 @@ gpu_scheduling = ResourceValidationPolicy(
     validate=_gpu_scheduling,
 )
 
-POLICIES = [requests_and_limits, pinned_images, cloudflared_no_autoupdate, gpu_scheduling]
+POLICIES = [requests_and_limits, pinned_images, images_pinned_by_digest, cloudflared_no_autoupdate, gpu_scheduling]

@@ -58,6 +58,12 @@ def test_pinned_images(image):
     assert is_pinned_image(image)
 
 
+def test_images_pinned_by_digest_alone_are_accepted_in_config():
+    digest = "vllm/vllm-openai@sha256:" + "e" * 64
+    config = parse_stack_config("dev", with_("models", {"m": {"huggingFaceId": "org/m", "image": digest}}))
+    assert config.models["m"].image == digest
+
+
 def test_cluster_needs_exactly_one_way_in():
     [line] = errors_of(with_("clusters.blue", {"namespace": "x"}))
     assert line.startswith("llm-edge:clusters.blue:") and "exactly one of 'context'" in line

@@ -60,6 +60,27 @@ def test_pinned_images_accepts(image):
     assert violations("pinned-images", DEPLOYMENT, deployment([container(image=image)])) == []
 
 
+@pytest.mark.parametrize("image,warned", [
+    ("vllm/vllm-openai:v0.11.0", True),
+    ("vllm/vllm-openai:v0.11.0@sha256:" + "c" * 64, False),
+    ("vllm/vllm-openai@sha256:" + "c" * 64, False),
+    ("registry:5000/x/app@sha256:" + "d" * 64, False),
+])
+def test_tag_only_images_are_warned_about_and_digests_pass(image, warned):
+    found = violations("images-pinned-by-digest", DEPLOYMENT, deployment([container(image=image)]))
+    assert len(found) == warned and all("pinned by tag only" in message for message in found)
+
+
+def test_the_digest_rule_warns_in_prod_and_is_off_elsewhere():
+    import json
+
+    from policies import runner
+
+    levels = {stack: runner.settings(POLICIES, json.loads((runner.CONFIG_DIR / f"{stack}.json").read_text()))
+              ["images-pinned-by-digest"].level.value for stack in ("prod", "dev", "preview")}
+    assert levels == {"prod": "advisory", "dev": "disabled", "preview": "disabled"}
+
+
 def test_pinned_images_checks_init_containers_and_cron_jobs():
     cron = {"kind": "CronJob", "metadata": {"name": "c"}, "spec": {"jobTemplate": {"spec": {"template": {"spec": {
         "initContainers": [container(image="busybox")], "containers": [container()]}}}}}}
