@@ -42,7 +42,7 @@ def _pinned_by_digest(args, report_violation):
         return
     for container in containers(spec):
         image = container.get("image")
-        if is_pinned_image(image) and "@sha256:" not in image:
+        if isinstance(image, str) and is_pinned_image(image) and "@sha256:" not in image:
             report_violation(
                 f"{object_name(args.props)}: container {container.get('name')} image {image!r} is pinned by tag only: "
                 "a registry can move a tag; add the digest (name:tag@sha256:...) so every node runs the same bytes."
