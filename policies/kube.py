@@ -50,6 +50,13 @@ def containers(spec: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
         yield from spec.get(field) or []
 
 
+def workload_containers(resource_type: str, props: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Every container of a resource's pods; none for a resource without a pod template."""
+    spec = pod_spec(resource_type, props)
+    if spec is not None:
+        yield from containers(spec)
+
+
 def gpu_requests(spec: Mapping[str, Any]) -> dict[str, str]:
     """GPU resource name -> amount, over every container's requests and limits."""
     found = {}

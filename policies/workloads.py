@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from pulumi_policy import EnforcementLevel, PolicyConfigSchema, ResourceValidationPolicy
 
-from .kube import GPU_RESOURCES, containers, dig, gpu_requests, is_pinned_image, object_name, pod_labels, pod_spec
+from .kube import GPU_RESOURCES, dig, gpu_requests, is_pinned_image, object_name, pod_labels, pod_spec, workload_containers
 
 REQUIRED = ("cpu", "memory")
 
 
 def _requests_and_limits(args, report_violation):
-    spec = pod_spec(args.resource_type, args.props)
-    if spec is None:
-        return
-    for container in containers(spec):
+    for container in workload_containers(args.resource_type, args.props):
         for section in ("requests", "limits"):
             missing = [r for r in REQUIRED if r not in (dig(container, "resources", section) or {})]
             if missing:
@@ -24,10 +21,7 @@ def _requests_and_limits(args, report_violation):
 
 
 def _pinned_images(args, report_violation):
-    spec = pod_spec(args.resource_type, args.props)
-    if spec is None:
-        return
-    for container in containers(spec):
+    for container in workload_containers(args.resource_type, args.props):
         image = container.get("image")
         if not is_pinned_image(image):
             report_violation(
@@ -37,10 +31,7 @@ def _pinned_images(args, report_violation):
 
 
 def _pinned_by_digest(args, report_violation):
-    spec = pod_spec(args.resource_type, args.props)
-    if spec is None:
-        return
-    for container in containers(spec):
+    for container in workload_containers(args.resource_type, args.props):
         image = container.get("image")
         if isinstance(image, str) and is_pinned_image(image) and "@sha256:" not in image:
             report_violation(
@@ -50,10 +41,7 @@ def _pinned_by_digest(args, report_violation):
 
 
 def _cloudflared_no_autoupdate(args, report_violation):
-    spec = pod_spec(args.resource_type, args.props)
-    if spec is None:
-        return
-    for container in containers(spec):
+    for container in workload_containers(args.resource_type, args.props):
         if "cloudflared" not in str(container.get("image", "")):
             continue
         words = [*(container.get("command") or []), *(container.get("args") or [])]
