@@ -4,7 +4,7 @@ upstreams fare (metric names: gateway/metrics.py; replicas: kube-state-metrics).
 from __future__ import annotations
 
 from components.observability.grafana import promql
-from components.observability.grafana.panels import ERRORS, DashboardSpec, Panel, Query, Row, Variable
+from components.observability.grafana.panels import ERRORS, DashboardSpec, Panel, Query, Row, Variable, rate_panel
 from components.observability.grafana.scope import (
     CHOSEN_CLIENTS,
     CHOSEN_MODELS,
@@ -61,34 +61,19 @@ def dashboard(scope: DashboardScope) -> DashboardSpec:
         variables=(NAMESPACE_VARIABLE, MODEL_VARIABLE, CLIENT_VARIABLE),
         rows=(
             Row("Requests", (
-                Panel(
-                    "Requests by status",
-                    "Answers per second by HTTP status; 499 is a client that left before its answer was complete.",
-                    (Query(promql.summed_rate("gateway_requests_total", GATEWAY_CHOSEN, "status"), "{{status}}"),),
-                    unit="reqps",
-                ),
+                rate_panel("Requests by status",
+                           "Answers per second by HTTP status; 499 is a client that left before its answer was complete.",
+                           "gateway_requests_total", GATEWAY_CHOSEN, "status", "{{status}}"),
                 server_error_ratio("model"),
-                Panel(
-                    "Requests by client and model",
-                    "Answers per second for each client key and model.",
-                    (Query(promql.summed_rate("gateway_requests_total", GATEWAY_CHOSEN, "client, model"),
-                           "{{client}} {{model}}"),),
-                    unit="reqps",
-                ),
-                Panel(
-                    "Rate-limited requests by client and limit",
-                    "Requests answered 429 because a client's `rpm` or `tpm` (gateway.clients) was used up.",
-                    (Query(promql.summed_rate("gateway_rate_limited_total", promql.selector("gateway", CHOSEN_CLIENTS), "client, limit"),
-                           "{{client}} {{limit}}"),),
-                    unit="reqps", alert="LlmEdgeGatewayRateLimited", width=12,
-                ),
-                Panel(
-                    "Tokens by client and model",
-                    "Tokens per second from the upstream's usage: in = prompt, out = completion.",
-                    (Query(promql.summed_rate("gateway_tokens_total", GATEWAY_CHOSEN, "client, model, direction"),
-                           "{{client}} {{model}} {{direction}}"),),
-                    width=12,
-                ),
+                rate_panel("Requests by client and model", "Answers per second for each client key and model.",
+                           "gateway_requests_total", GATEWAY_CHOSEN, "client, model", "{{client}} {{model}}"),
+                rate_panel("Rate-limited requests by client and limit",
+                           "Requests answered 429 because a client's `rpm` or `tpm` (gateway.clients) was used up.",
+                           "gateway_rate_limited_total", promql.selector("gateway", CHOSEN_CLIENTS), "client, limit",
+                           "{{client}} {{limit}}", alert="LlmEdgeGatewayRateLimited", width=12),
+                rate_panel("Tokens by client and model", "Tokens per second from the upstream's usage: in = prompt, out = completion.",
+                           "gateway_tokens_total", GATEWAY_CHOSEN, "client, model, direction", "{{client}} {{model}} {{direction}}",
+                           unit="short", width=12),
             )),
             Row("Latency", (
                 first_token("model", width=12),

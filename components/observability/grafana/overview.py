@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from components.observability.grafana import gateway, promql, tunnel, vllm
-from components.observability.grafana.panels import ERRORS, DashboardSpec, Panel, Query, Row
+from components.observability.grafana.panels import ERRORS, DashboardSpec, Panel, Query, Row, rate_panel
 from components.observability.grafana.scope import (
     CLOUDFLARED,
     CONNECTIONS_PER_CONNECTOR,
@@ -30,9 +30,8 @@ def _brief(panel: Panel) -> Panel:
 def edge_row(scope: DashboardScope) -> Row:
     responses = "cloudflared_tunnel_response_by_code"
     return Row("Edge: Cloudflare to this cluster's tunnel", (
-        Panel("Requests from the edge", "Requests Cloudflare sends into this cluster's tunnel.",
-              (Query(promql.summed_rate("cloudflared_tunnel_total_requests", CLOUDFLARED), "requests"),),
-              unit="reqps", width=WIDTH),
+        rate_panel("Requests from the edge", "Requests Cloudflare sends into this cluster's tunnel.",
+                   "cloudflared_tunnel_total_requests", CLOUDFLARED, "", "requests", width=WIDTH),
         Panel("5xx returned to the edge", "Share of answers to Cloudflare that are 5xx: what clients see as errors.",
               (Query(promql.failure_ratio(responses, promql.selector("cloudflared", 'status_code=~"5.."'), CLOUDFLARED),
                      "5xx", ERRORS),),
@@ -55,9 +54,8 @@ def tunnel_row(scope: DashboardScope) -> Row:
 
 def gateway_row() -> Row:
     return Row("Gateway", (
-        Panel("Requests by model", "Answers per second of the gateway, per model.",
-              (Query(promql.summed_rate("gateway_requests_total", GATEWAY_MODELS, "model"), "{{model}}"),),
-              unit="reqps", width=WIDTH),
+        rate_panel("Requests by model", "Answers per second of the gateway, per model.",
+                   "gateway_requests_total", GATEWAY_MODELS, "model", "{{model}}", width=WIDTH),
         _brief(gateway.server_error_ratio("model")),
         _brief(gateway.first_token("model")),
         _brief(gateway.replicas_in_use()),
@@ -66,9 +64,8 @@ def gateway_row() -> Row:
 
 def vllm_row(scope: DashboardScope) -> Row:
     return Row("vLLM", (
-        Panel("Generated tokens", "Tokens vLLM generates per second, per model.",
-              (Query(promql.summed_rate("vllm:generation_tokens_total", VLLM, "model_name"), "{{model_name}}"),),
-              width=WIDTH),
+        rate_panel("Generated tokens", "Tokens vLLM generates per second, per model.",
+                   "vllm:generation_tokens_total", VLLM, "model_name", "{{model_name}}", unit="short", width=WIDTH),
         _brief(vllm.restarts(scope)),
         _brief(vllm.first_token()),
         _brief(vllm.kv_cache()),

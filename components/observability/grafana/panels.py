@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from components.observability.grafana import promql
+
 # The refId of a query that counts failures: 0 on a healthy stack, above 0 when its part fails.
 # Grafana shows it as the query's name; tests/components/observability/test_dashboards.py holds
 # every such query to both promises against a real Prometheus.
@@ -61,3 +63,8 @@ class DashboardSpec:
     description: str
     variables: tuple[Variable, ...]
     rows: tuple[Row, ...]
+
+
+def rate_panel(title: str, description: str, metric: str, labels: str, by: str, legend: str, **options) -> Panel:
+    """A counter's per-second rate, summed by `by`: the most common panel here."""
+    return Panel(title, description, (Query(promql.summed_rate(metric, labels, by), legend),), **{"unit": "reqps", **options})

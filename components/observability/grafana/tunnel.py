@@ -8,7 +8,7 @@ gateway's, or vLLM's where no gateway runs.
 from __future__ import annotations
 
 from components.observability.grafana import promql
-from components.observability.grafana.panels import ERRORS, DashboardSpec, Panel, Query, Row, Variable
+from components.observability.grafana.panels import ERRORS, DashboardSpec, Panel, Query, Row, Variable, rate_panel
 from components.observability.grafana.scope import CLOUDFLARED, CONNECTIONS_PER_CONNECTOR, GATEWAY, VLLM, DashboardScope
 
 NAMESPACE_VARIABLE = Variable("namespace", "Namespace", '{job="cloudflared"}', "namespace", multi=False)
@@ -26,12 +26,8 @@ def connections_to_edge(scope: DashboardScope) -> Panel:
 
 
 def requests_per_connector() -> Panel:
-    return Panel(
-        "Requests per connector",
-        "Requests Cloudflare sends into this cluster's tunnel, per connector.",
-        (Query(promql.summed_rate("cloudflared_tunnel_total_requests", CLOUDFLARED, "pod"), "{{pod}}"),),
-        unit="reqps",
-    )
+    return rate_panel("Requests per connector", "Requests Cloudflare sends into this cluster's tunnel, per connector.",
+                      "cloudflared_tunnel_total_requests", CLOUDFLARED, "pod", "{{pod}}")
 
 
 def proxy_errors() -> Panel:
@@ -96,13 +92,9 @@ def dashboard(scope: DashboardScope) -> DashboardSpec:
             )),
             Row("Requests through the tunnel", (
                 requests_per_connector(),
-                Panel(
-                    "Responses by status",
-                    "Status codes cloudflared returns to the edge (the origin's, or 502 when it cannot reach it).",
-                    (Query(promql.summed_rate("cloudflared_tunnel_response_by_code", CLOUDFLARED, "status_code"),
-                           "{{status_code}}"),),
-                    unit="reqps",
-                ),
+                rate_panel("Responses by status",
+                           "Status codes cloudflared returns to the edge (the origin's, or 502 when it cannot reach it).",
+                           "cloudflared_tunnel_response_by_code", CLOUDFLARED, "status_code", "{{status_code}}"),
                 proxy_errors(),
                 concurrent_requests(width=12),
                 *origin_latency(scope),
