@@ -116,7 +116,7 @@ def dashboard(scope: DashboardScope) -> DashboardSpec:
                     "Requests each gateway replica is proxying now (streams included); `draining` marks a replica "
                     "finishing its requests after SIGTERM.",
                     (Query(f"sum by (pod) (gateway_in_flight_requests{GATEWAY})", "{{pod}}"),
-                     Query(f"max by (pod) (gateway_draining{GATEWAY})", "draining {{pod}}", "B")),
+                     Query(f"max by (pod) (gateway_draining{GATEWAY})", "draining {{pod}}")),
                 ),
                 replicas_in_use(),
             )),

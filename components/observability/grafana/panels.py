@@ -20,7 +20,8 @@ ERRORS = "errors"
 class Query:
     expr: str
     legend: str
-    ref: str = "A"
+    # Unset: the query's letter in its panel (A, B, ...), as Grafana names them.
+    ref: str | None = None
 
 
 @dataclass(frozen=True)

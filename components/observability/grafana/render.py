@@ -8,6 +8,7 @@ docs/alerts.md: the runbook section of the alert it explains, else the dashboard
 from __future__ import annotations
 
 import json
+import string
 from dataclasses import dataclass
 
 from grafana_foundation_sdk.builders import dashboard as builders
@@ -70,9 +71,9 @@ def _panel(panel: Panel, panel_id: int, description: str):
         builder.id(panel_id).title(panel.title).description(description).unit(panel.unit)
         .datasource(DATASOURCE).height(PANEL_HEIGHT).span(panel.width)
     )
-    for query in panel.queries:
+    for letter, query in zip(string.ascii_uppercase, panel.queries, strict=False):
         builder = builder.with_target(
-            prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(query.ref).datasource(DATASOURCE)
+            prometheus.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(query.ref or letter).datasource(DATASOURCE)
         )
     return builder
 

@@ -85,8 +85,7 @@ def dashboard(scope: DashboardScope) -> DashboardSpec:
                     "Prompt and generation throughput",
                     "Prompt tokens prefilled and tokens generated per second, per model.",
                     (Query(promql.summed_rate("vllm:prompt_tokens_total", VLLM, "model_name"), "prompt {{model_name}}"),
-                     Query(promql.summed_rate("vllm:generation_tokens_total", VLLM, "model_name"), "generation {{model_name}}",
-                           "B")),
+                     Query(promql.summed_rate("vllm:generation_tokens_total", VLLM, "model_name"), "generation {{model_name}}")),
                     width=12,
                 ),
             )),
@@ -112,7 +111,7 @@ def dashboard(scope: DashboardScope) -> DashboardSpec:
                     "Ready replicas",
                     "Ready pods of each model's Deployment against the replicas it should run.",
                     (Query(f"sum by (deployment) (kube_deployment_status_replicas_ready{deployments})", "ready {{deployment}}"),
-                     Query(f"sum by (deployment) (kube_deployment_spec_replicas{deployments})", "wanted {{deployment}}", "B")),
+                     Query(f"sum by (deployment) (kube_deployment_spec_replicas{deployments})", "wanted {{deployment}}")),
                     alert="LlmEdgeModelNoReadyReplica",
                 ),
                 Panel(

@@ -312,3 +312,13 @@ def test_variables_offer_the_namespaces_models_and_clients_of_the_world(promethe
             selector, label = re.fullmatch(r"label_values\((.*), (\w+)\)", variable["query"]).groups()
             offered = set(_api(prometheus, f"label/{label}/values", **{"match[]": instantiate(selector, namespace)}))
             assert expected[variable["name"]] <= offered, (dashboard["title"], variable["name"], offered)
+
+
+@pytest.mark.parametrize("variant,cluster", CLUSTERS)
+def test_queries_of_a_panel_have_distinct_names_and_panels_fit_the_grid(variant, cluster):
+    """Grafana keeps one query per refId, and lays out 24 columns."""
+    for dashboard in dashboards(variant, cluster):
+        for panel in panels_of(json.dumps(dashboard)):
+            refs = [t["refId"] for t in panel["targets"]]
+            assert len(refs) == len(set(refs)), f"{dashboard['title']} / {panel['title']}: {refs}"
+            assert panel["gridPos"]["x"] + panel["gridPos"]["w"] <= 24, panel["title"]
