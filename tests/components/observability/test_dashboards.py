@@ -22,6 +22,9 @@ from collections.abc import Iterator
 
 import pytest
 import yaml
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.cog.plugins import register_default_plugins
+from grafana_foundation_sdk.models.dashboard import Dashboard
 
 from components.observability.grafana import ERRORS, dashboard_uid, panels_of
 from offline.render import kubernetes_objects
@@ -92,6 +95,17 @@ def test_config_maps_carry_the_sidecar_label_the_folder_and_one_file_per_dashboa
         # The sidecar writes every key into one folder: the file names must differ across stacks.
         assert key == f"{dashboard['uid']}.json" and len(dashboard["uid"]) <= 40
         assert dashboard["uid"].startswith(f"llm-edge-{variant}-{cluster}-")
+
+
+def test_every_dashboard_is_one_grafanas_schema_reads_back_unchanged():
+    """The SDK's models are generated from Grafana's dashboard schema: what they decode and
+    encode again unchanged has no field that schema lacks."""
+    register_default_plugins()  # the panel and query types, so they decode as such
+    for variant, cluster in CLUSTERS:
+        for config_map in objects(run(variant), cluster, "ConfigMap"):
+            if config_map["metadata"]["name"].startswith("llm-edge-dashboards-"):
+                [text] = config_map["data"].values()
+                assert JSONEncoder(sort_keys=True, indent=2).encode(Dashboard.from_json(json.loads(text))) == text
 
 
 def test_a_long_stack_and_cluster_name_still_gives_a_uid_grafana_accepts():
