@@ -53,7 +53,8 @@ def facts(objects: list[dict]) -> ClusterFacts:
     clients = {c["name"]: list(models) if "*" in c.get("models", ["*"]) else c["models"] for c in (config or {}).get("clients", [])}
     return ClusterFacts(
         connector_replicas=deployments["cloudflared"]["spec"]["replicas"],
-        gateway_replicas=deployments["gateway"]["spec"]["replicas"] if "gateway" in deployments else 0,
+        # The gateway's autoscaler owns its replica count (the Deployment sets none).
+        gateway_replicas=autoscaler["spec"]["minReplicas"] if autoscaler else 0,
         gateway_max_replicas=autoscaler["spec"]["maxReplicas"] if autoscaler else 0,
         gateway_models=models, clients=clients, vllm=vllm, gpu_vendor=vendor,
     )
