@@ -68,4 +68,5 @@ class DashboardSpec:
 
 def rate_panel(title: str, description: str, metric: str, labels: str, by: str, legend: str, **options) -> Panel:
     """A counter's per-second rate, summed by `by`: the most common panel here."""
-    return Panel(title, description, (Query(promql.summed_rate(metric, labels, by), legend),), **{"unit": "reqps", **options})
+    options.setdefault("unit", "reqps")
+    return Panel(title, description, (Query(promql.summed_rate(metric, labels, by), legend),), **options)
