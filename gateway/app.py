@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from . import errors
 from .auth import Client, KeyRing
 from .config import GatewayConfig, ResolvedSecrets
-from .limits import ClientLimits
+from .limits import LIMIT_KEYS, ClientLimits
 from .metrics import Metrics, Outcome
 from .proxy import Forwarder
 from .upstream_client import UpstreamClient
@@ -163,6 +163,7 @@ class GatewayApp:
         limits = self.limits[client.name]
         refused = limits.admit()
         if refused is not None:
+            self.metrics.child(self.metrics.rate_limited, client.name, LIMIT_KEYS[refused[0]]).inc()
             return errors.rate_limited(*refused)
         assert self._forwarder is not None, "set up before the app serves (cleanup_ctx)"
         return await self._forwarder.forward(request, limits, pool, payload, body, outcome)

@@ -39,6 +39,12 @@ class TokenBucket:
         self._level -= amount
 
 
+# How a 429's message names each limit, and the limit's config key (the gateway_rate_limited_total label).
+REQUESTS_PER_MINUTE = "requests per minute"
+TOKENS_PER_MINUTE = "tokens per minute"
+LIMIT_KEYS = {REQUESTS_PER_MINUTE: "rpm", TOKENS_PER_MINUTE: "tpm"}
+
+
 class ClientLimits:
     def __init__(self, rpm: int | None, tpm: int | None, clock=time.monotonic):
         self._requests = TokenBucket(rpm, clock) if rpm else None
@@ -50,11 +56,11 @@ class ClientLimits:
             # Any positive balance admits: the cost is only known afterwards.
             wait = self._tokens.wait_time(1)
             if wait:
-                return "tokens per minute", math.ceil(wait)
+                return TOKENS_PER_MINUTE, math.ceil(wait)
         if self._requests is not None:
             wait = self._requests.wait_time(1)
             if wait:
-                return "requests per minute", math.ceil(wait)
+                return REQUESTS_PER_MINUTE, math.ceil(wait)
             self._requests.take(1)
         return None
 

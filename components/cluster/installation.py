@@ -18,10 +18,11 @@ from components.gateway import PORT as GATEWAY_PORT
 from components.gateway import ApiGateway, GatewayArgs, Upstream
 from components.inference import PORT as VLLM_PORT
 from components.inference import VllmServer, VllmServerArgs
+from components.inference import service_name as vllm_deployment_name
 from components.inference import service_url as vllm_service_url
 from components.kube import PART_OF, SecretKey, selector_labels
 from components.naming import IAM_ROLE_NAME_LIMIT, LABEL_VALUE_LIMIT, bounded
-from components.observability import AlertsArgs, PrometheusAlerts
+from components.observability import AlertsArgs, DashboardsArgs, DashboardScope, GrafanaDashboards, PrometheusAlerts
 from components.secrets import ClusterSecrets, SecretDelivery, SecretDeliveryArgs, SecretRef
 from components.tunnel import CONNECTOR_APP, CONNECTOR_METRICS_PORT, CloudflaredConnector, CloudflaredConnectorArgs
 
@@ -49,6 +50,7 @@ class ClusterInstallation(pulumi.ComponentResource):
     namespace: k8s.core.v1.Namespace
     gateway: ApiGateway | None
     alerts: PrometheusAlerts | None
+    dashboards: GrafanaDashboards | None
 
     def __init__(self, name: str, args: ClusterInstallationArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-edge:cluster:ClusterStack", name, None, opts)
@@ -161,6 +163,20 @@ class ClusterInstallation(pulumi.ComponentResource):
                 ),
                 in_cluster,
             )
+        self.dashboards = None
+        if config.alerts.enabled and config.alerts.dashboards.enabled:
+            scope = DashboardScope(
+                instance=instance,
+                namespace=cluster.namespace,
+                connector_replicas=cluster.connector.replicas,
+                gateway=self.gateway is not None,
+                vllm_deployments=tuple(vllm_deployment_name(model) for model in self.models),
+                gpu_vendor=cluster.gpu.vendor,
+                runbook_url=config.alerts.runbook_url,
+            )
+            self.dashboards = GrafanaDashboards(
+                f"{name}-dashboards", DashboardsArgs(namespace=namespace, scope=scope, settings=config.alerts.dashboards), in_cluster
+            )
         alerts = AlertsArgs(
             namespace=namespace,
             namespace_name=cluster.namespace,
@@ -169,6 +185,7 @@ class ClusterInstallation(pulumi.ComponentResource):
             models=list(self.models),
             gateway=self.gateway is not None,
             settings=config.alerts,
+            dashboard_links=self.dashboards.links if self.dashboards else {},
         )
         self.alerts = PrometheusAlerts(f"{name}-alerts", alerts, in_cluster) if config.alerts.enabled else None
         if config.network_policies.enabled:

@@ -17,7 +17,7 @@ from components.config.cluster import (
 from components.config.edge import AccessSettings, CloudflareSettings, EdgeSettings, RateLimitSettings
 from components.config.gateway import GATEWAY_SERVICE_URL, GatewayClientSettings, GatewaySettings
 from components.config.inference import BackendSettings, ModelCacheSettings, ModelPlan, ModelSettings
-from components.config.observability import AlertRules, AlertSettings
+from components.config.observability import AlertRules, AlertSettings, DashboardSettings
 from components.config.plans import PLANS, certificate_hosts, deep_hostnames, rate_limit_can_match_hosts
 from components.config.preview import (
     DISPOSABLE_LABEL,
@@ -45,7 +45,7 @@ __all__ = [
     "DEFAULT_TOLERATED_TAINTS", "DISPOSABLE_LABEL", "GATEWAY_SERVICE_URL", "GPU_PRODUCT_LABEL", "GPU_RESOURCE",
     "PLANS", "PROJECT", "PULL_REQUEST_LABEL", "TOP_LEVEL_KEYS",
     "AccessSettings", "AlertRules", "AlertSettings", "BackendSettings", "CloudflareSettings", "ClusterSettings",
-    "ConfigError", "ConnectorSettings", "DnsLabel", "EdgeSettings", "GatewayClientSettings", "GatewaySettings",
+    "ConfigError", "ConnectorSettings", "DashboardSettings", "DnsLabel", "EdgeSettings", "GatewayClientSettings", "GatewaySettings",
     "GpuSettings", "Hostname", "LoadBalancerSettings", "Model", "ModelCacheSettings", "ModelOverride", "ModelPlan",
     "ModelSettings", "NetworkPolicySettings", "PinnedImage", "PreviewSettings", "RateLimitSettings", "Resources",
     "RouteSettings", "SecretsSettings", "StackSettings", "Taint", "TrafficSettings", "TunnelSettings",

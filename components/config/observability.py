@@ -72,6 +72,21 @@ class AlertRules(Model):
         return merged
 
 
+class DashboardSettings(Model):
+    """Grafana dashboards of each cluster, as ConfigMaps for Grafana's dashboard sidecar (docs/alerts.md#dashboards)."""
+
+    enabled: bool = True
+    # What the sidecar selects ConfigMaps by (kube-prometheus-stack: `grafana_dashboard: "1"`).
+    labels: dict[LabelKey, LabelValue] = Field(default_factory=lambda: {"grafana_dashboard": "1"})
+    # The sidecar's `folderAnnotation` and the folder the dashboards land in (with
+    # `provider.foldersFromFilesStructure`); without those settings Grafana ignores it.
+    folder_annotation: LabelKey = "grafana_folder"
+    folder: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,62}$")] = "llm-edge"
+    # Where Grafana is served: each alert's `dashboard_url` is then a whole URL; without it the
+    # link is relative (`/d/<uid>?viewPanel=...`), to open on the Grafana that loaded the dashboards.
+    grafana_url: Annotated[str, Field(pattern=r"^https?://[^\s?#]+[^\s?#/]$")] | None = None
+
+
 class AlertSettings(Model):
     """Prometheus alerts in each cluster and Cloudflare's tunnel-health notification (docs/alerts.md)."""
 
@@ -95,6 +110,8 @@ class AlertSettings(Model):
     # off their URLs by the stack itself.
     webhook_secret_config_key: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")] | None = None
     rules: AlertRules = AlertRules()
+    # Rendered only when `enabled` (the alerts) is true, like every other part.
+    dashboards: DashboardSettings = DashboardSettings()
 
     def problems(self) -> list[tuple[str, Any, str]]:
         if self.enabled and self.tunnel_notifications and not (self.emails or self.webhook_url_config_key):

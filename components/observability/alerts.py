@@ -10,7 +10,7 @@ that each alert fires on a failing series and stays quiet on a healthy one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -55,6 +55,8 @@ class AlertsArgs:
     models: list[str]
     gateway: bool
     settings: AlertSettings
+    # Alert name -> URL of the dashboard panel that explains it (GrafanaDashboards.links).
+    dashboard_links: dict[str, str] = field(default_factory=dict)
 
 
 class PrometheusAlerts(pulumi.ComponentResource):
@@ -114,17 +116,20 @@ def rule_groups(args: AlertsArgs) -> list[dict]:
     rules, ns, runbook = args.settings.rules, args.namespace_name, args.settings.runbook_url
 
     def alert(name: str, expr: str, hold: str, severity: str, summary: str, description: str) -> dict:
+        annotations = {
+            "summary": summary,
+            "description": description,
+            # GitHub's anchor of a `## Name` heading is the name in lower case.
+            "runbook_url": f"{runbook}#{name.lower()}",
+        }
+        if name in args.dashboard_links:
+            annotations["dashboard_url"] = args.dashboard_links[name]
         return {
             "alert": name,
             "expr": expr,
             "for": hold,
             "labels": {"severity": severity, INSTANCE_LABEL: args.instance},
-            "annotations": {
-                "summary": summary,
-                "description": description,
-                # GitHub's anchor of a `## Name` heading is the name in lower case.
-                "runbook_url": f"{runbook}#{name.lower()}",
-            },
+            "annotations": annotations,
         }
 
     cf = _selector(ns, CLOUDFLARED.app)

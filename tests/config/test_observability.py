@@ -38,3 +38,22 @@ def test_a_rule_given_in_part_keeps_its_other_default():
 def test_bad_alert_settings_name_the_key(alerts, key):
     with pytest.raises(ConfigError, match=re.escape(f"llm-edge:{key}")):
         parse_stack_config("dev", {**BASE, "alerts": alerts})
+
+
+def test_dashboards_default_to_the_kube_prometheus_stack_sidecar():
+    dashboards = parse_stack_config("dev", BASE).alerts.dashboards
+    assert dashboards.enabled and dashboards.labels == {"grafana_dashboard": "1"}
+    assert (dashboards.folder_annotation, dashboards.folder, dashboards.grafana_url) == ("grafana_folder", "llm-edge", None)
+
+
+@pytest.mark.parametrize("dashboards,key", [
+    ({"labels": {"bad key!": "1"}}, "alerts.dashboards.labels"),
+    ({"folderAnnotation": "not an annotation"}, "alerts.dashboards.folderAnnotation"),
+    ({"folder": "../elsewhere"}, "alerts.dashboards.folder"),
+    ({"grafanaUrl": "grafana.example.com"}, "alerts.dashboards.grafanaUrl"),
+    ({"grafanaUrl": "https://grafana.example.com/"}, "alerts.dashboards.grafanaUrl"),
+    ({"enable": False}, "alerts.dashboards.enable"),
+])
+def test_bad_dashboard_settings_name_the_key(dashboards, key):
+    with pytest.raises(ConfigError, match=re.escape(f"llm-edge:{key}")):
+        parse_stack_config("dev", {**BASE, "alerts": {"dashboards": dashboards}})

@@ -13,6 +13,7 @@ MESSAGES = [{"role": "user", "content": "hi"}]
 
 def test_rpm_limit_answers_429_with_retry_after(gateway, stub):
     client = gateway.client(key=KEYS["rpm"])  # rpm: 2
+    refused_before = gateway.metric("gateway_rate_limited_total", client="rpm", limit="rpm")
     client.chat.completions.create(model="chat", messages=MESSAGES)
     client.chat.completions.create(model="chat", messages=MESSAGES)
     with pytest.raises(openai.RateLimitError) as caught:
@@ -22,12 +23,14 @@ def test_rpm_limit_answers_429_with_retry_after(gateway, stub):
     assert caught.value.code == "rate_limit_exceeded"
     assert "requests per minute" in caught.value.message
     assert len(stub.state.seen) == 2
+    assert gateway.metric("gateway_rate_limited_total", client="rpm", limit="rpm") == refused_before + 1
     # Other keys are not affected.
     gateway.client().chat.completions.create(model="chat", messages=MESSAGES)
 
 
 def test_tpm_limit_counts_streamed_usage_then_answers_429(gateway, stub):
     client = gateway.client(key=KEYS["tpm"])  # tpm: 10; one stream uses 5 + 3 tokens
+    refused_before = gateway.metric("gateway_rate_limited_total", client="tpm", limit="tpm")
     list(client.chat.completions.create(model="chat", messages=MESSAGES, stream=True))
     client.chat.completions.create(model="chat", messages=MESSAGES)  # 2 left: admitted, uses 7 -> in debt
     with pytest.raises(openai.RateLimitError) as caught:
@@ -36,6 +39,7 @@ def test_tpm_limit_counts_streamed_usage_then_answers_429(gateway, stub):
     # Debt of 5 tokens plus one more to be positive, at 10/60 tokens per second: 36 s.
     assert int(caught.value.response.headers["Retry-After"]) == 36
     assert len(stub.state.seen) == 2
+    assert gateway.metric("gateway_rate_limited_total", client="tpm", limit="tpm") == refused_before + 1
 
 
 class FakeClock:
