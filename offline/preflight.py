@@ -172,15 +172,31 @@ def cluster_lines(run: StackRun, cluster: str, objects: list[dict[str, Any]]) ->
         labels = sorted({f"{k}={v}" for o in objects if o["kind"] in ("PrometheusRule", "PodMonitor")
                          for k, v in o["metadata"].get("labels", {}).items() if not k.startswith("app.kubernetes.io/")})
         lines.append(Line(f"prometheus-operator CRDs (kube-prometheus-stack) and a Prometheus selecting {', '.join(labels)}"))
+    writers = _claim_writers(objects)
     for claim in (o for o in objects if o["kind"] == "PersistentVolumeClaim"):
-        spec = claim["spec"]
+        spec, claim_name = claim["spec"], claim["metadata"]["name"]
+        group = writers.get(claim_name)
         lines.append(Line(f"storage class {spec.get('storageClassName') or '(the default)'} offering {', '.join(spec['accessModes'])} "
-                          f"for {claim['metadata']['name']}"))
+                          f"for {claim_name}"
+                          + (f", writable for group {group} (fsGroup; NFS-style classes such as EFS need it in their uid/gid "
+                             "parameters)" if group is not None else "")))
     for namespace in (o for o in objects if o["kind"] == "Namespace"):
         labels = namespace["metadata"].get("labels", {})
         lines.append(Line(f"namespace {namespace['metadata']['name']}: Pod Security {labels.get('pod-security.kubernetes.io/enforce')} "
                           "enforced (admission must not be stricter)"))
     return lines
+
+
+def _claim_writers(objects: list[dict[str, Any]]) -> dict[str, int]:
+    """Claim name -> the fsGroup of the non-root pods that write to it."""
+    writers = {}
+    for deployment in (o for o in objects if o["kind"] == "Deployment"):
+        spec = deployment["spec"]["template"]["spec"]
+        group = (spec.get("securityContext") or {}).get("fsGroup")
+        for volume in spec.get("volumes", []):
+            if group is not None and "persistentVolumeClaim" in volume:
+                writers[volume["persistentVolumeClaim"]["claimName"]] = group
+    return writers
 
 
 def render(sections: dict[str, list[Line]]) -> str:

@@ -75,7 +75,8 @@ class ClusterInstallation(pulumi.ComponentResource):
                     labels={
                         "app.kubernetes.io/part-of": PART_OF,
                         "app.kubernetes.io/managed-by": "pulumi",
-                        # vLLM images run as root, so `restricted` is only warned about, not enforced.
+                        # ROCm vLLM runs as root (components/inference/vllm.py), so `restricted` is
+                        # only warned about, not enforced.
                         "pod-security.kubernetes.io/enforce": "baseline",
                         "pod-security.kubernetes.io/warn": "restricted",
                         "pod-security.kubernetes.io/audit": "restricted",

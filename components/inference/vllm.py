@@ -17,7 +17,9 @@ from components.config.inference import model_service_name
 from components.kube import (
     SecretKey,
     disruption_budget,
+    hardened_container_security,
     http_probe,
+    non_root_pod_security,
     object_labels,
     resource_requirements,
     rolling_deployment_spec,
@@ -30,6 +32,11 @@ APP = "vllm"
 PORT = 8000
 MODEL_LABEL = "llm-edge.dev/model"
 CACHE_PATH = "/cache"
+HOME_PATH = "/home/vllm"
+# Any uid: the official images have no user of their own and vLLM needs no passwd entry.
+VLLM_UID = 10001
+# Vendors whose pods run vLLM as VLLM_UID with a read-only root filesystem (AMD: see below).
+NON_ROOT_VENDORS = ("nvidia",)
 PROBE_PERIOD_SECONDS = 10
 # Per pod, on top of the startup budget: scheduling and pulling a vLLM image of ~10 GB happen
 # before the startup probe starts counting.
@@ -95,13 +102,30 @@ class VllmServer(pulumi.ComponentResource):
         def metadata(object_name: str) -> k8s.meta.v1.ObjectMetaArgs:
             return k8s.meta.v1.ObjectMetaArgs(name=object_name, namespace=args.namespace, labels=labels)
 
+        non_root = gpu.vendor in NON_ROOT_VENDORS
         volumes = self._cache_volumes(name, plan, metadata)
         volumes.append(
             k8s.core.v1.VolumeArgs(
                 name="shm", empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs(medium="Memory", size_limit=model.shm_size)
             )
         )
-        env = [
+        mounts = [
+            k8s.core.v1.VolumeMountArgs(name="cache", mount_path=CACHE_PATH),
+            k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
+        ]
+        env = []
+        if non_root:
+            # With a read-only root filesystem every path vLLM writes needs a volume: temp files (ZMQ
+            # sockets, the torch.distributed init file) and the caches that follow HOME (vLLM's
+            # torch.compile cache, Triton, FlashInfer, CUDA's). Measured with vLLM 0.32 as an
+            # arbitrary uid without a passwd entry: nothing else is written (docs/deploying.md).
+            for volume, path in (("tmp", "/tmp"), ("home", HOME_PATH)):
+                volumes.append(k8s.core.v1.VolumeArgs(name=volume, empty_dir=k8s.core.v1.EmptyDirVolumeSourceArgs()))
+                mounts.append(k8s.core.v1.VolumeMountArgs(name=volume, mount_path=path))
+            env += [k8s.core.v1.EnvVarArgs(name="HOME", value=HOME_PATH),
+                    # getpass.getuser() looks here before the passwd database, which has no entry for the uid.
+                    k8s.core.v1.EnvVarArgs(name="USER", value=APP)]
+        env += [
             secret_env("VLLM_API_KEY", args.api_key),
             k8s.core.v1.EnvVarArgs(name="HF_HOME", value=f"{CACHE_PATH}/huggingface"),
             # uvicorn closes idle connections after VLLM_HTTP_TIMEOUT_KEEP_ALIVE, 5 s by default
@@ -138,18 +162,18 @@ class VllmServer(pulumi.ComponentResource):
             # A server busy generating may answer /health slowly: only a long silence restarts it.
             liveness_probe=http_probe("/health", "http", 30, 6, 20),
             resources=resource_requirements(model.resources, {gpu.resource_name: str(plan.gpus_per_replica)}),
-            volume_mounts=[
-                k8s.core.v1.VolumeMountArgs(name="cache", mount_path=CACHE_PATH),
-                k8s.core.v1.VolumeMountArgs(name="shm", mount_path="/dev/shm"),
-            ],
-            # The official vLLM images (CUDA and ROCm) run as root and write JIT caches (torch
-            # compile, Triton) under the home directory at run time, so neither non-root nor a
-            # read-only root filesystem is possible without a custom image; everything else is
-            # dropped.
-            security_context=k8s.core.v1.SecurityContextArgs(
-                allow_privilege_escalation=False,
-                capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
-                seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+            volume_mounts=mounts,
+            security_context=(
+                hardened_container_security()
+                if non_root
+                # ROCm: /dev/kfd and /dev/dri belong to the node's render and video groups, whose ids
+                # differ between node images (AMD's docs run containers with --group-add=video), so a
+                # non-root process may not open them; everything but the user is still dropped.
+                else k8s.core.v1.SecurityContextArgs(
+                    allow_privilege_escalation=False,
+                    capabilities=k8s.core.v1.CapabilitiesArgs(drop=["ALL"]),
+                    seccomp_profile=k8s.core.v1.SeccompProfileArgs(type="RuntimeDefault"),
+                )
             ),
         )
         self.deployment = k8s.apps.v1.Deployment(
@@ -167,6 +191,8 @@ class VllmServer(pulumi.ComponentResource):
                         containers=[container],
                         volumes=volumes,
                         automount_service_account_token=False,
+                        # fsGroup makes the cache and emptyDir volumes writable for the uid.
+                        security_context=non_root_pod_security(VLLM_UID) if non_root else None,
                         tolerations=tolerations(gpu.tolerated_taints),
                         node_selector=gpu.node_selector or None,
                         affinity=_product_affinity(gpu),

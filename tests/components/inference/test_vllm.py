@@ -82,7 +82,7 @@ def test_keys_come_from_secrets(prod):
     assert env["VLLM_API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "vllm-api-key", "key": "api-key"}
     assert env["HF_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "hugging-face-token", "key": "token"}
     # Literal values are settings, never keys.
-    assert all("value" not in e or e["name"] in ("HF_HOME", "VLLM_HTTP_TIMEOUT_KEEP_ALIVE") for e in env.values())
+    assert all("value" not in e or e["name"] in ("HF_HOME", "HOME", "USER", "VLLM_HTTP_TIMEOUT_KEEP_ALIVE") for e in env.values())
 
 
 def test_probes_allow_a_long_model_load_and_do_not_kill_a_busy_server(prod):
@@ -111,7 +111,7 @@ def test_volumes_cache_and_shared_memory(prod, dev):
     [green_claim] = [o for o in objects(prod, "green", "PersistentVolumeClaim") if o["metadata"]["name"] == "vllm-qwen-2-5-72b-cache"]
     assert green_claim["spec"]["storageClassName"] == "azurefile-csi-premium"
     mounts = {m["name"]: m["mountPath"] for m in spec["containers"][0]["volumeMounts"]}
-    assert mounts == {"cache": "/cache", "shm": "/dev/shm"}
+    assert mounts == {"cache": "/cache", "shm": "/dev/shm", "tmp": "/tmp", "home": "/home/vllm"}
     dev_volumes = {v["name"]: v for v in pod_spec(dev, "vllm-qwen-0-5b", "dev")["volumes"]}
     assert dev_volumes["cache"]["emptyDir"] == {"sizeLimit": "20Gi"}
     assert objects(dev, "dev", "PersistentVolumeClaim") == []
@@ -155,3 +155,26 @@ def test_amd_tensor_parallel_pods_share_memory_inside_pod_security_baseline(prod
     assert {"name": "shm", "mountPath": "/dev/shm"} in vllm["volumeMounts"]
     [namespace] = objects(prod, "green", "Namespace")
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "baseline"
+
+
+def test_nvidia_vllm_runs_as_a_non_root_uid_with_a_read_only_root_and_its_writes_on_volumes(prod):
+    # vLLM 0.32 as uid 10001 without a passwd entry writes only to a temp dir, HOME's caches and
+    # /dev/shm (measured; docs/deploying.md#vllm-as-non-root).
+    spec = pod_spec(prod, "vllm-llama-3-1-8b", "blue")
+    [vllm] = spec["containers"]
+    assert spec["securityContext"]["runAsNonRoot"] is True and spec["securityContext"]["runAsUser"] == 10001
+    assert spec["securityContext"]["fsGroup"] == 10001
+    assert vllm["securityContext"]["readOnlyRootFilesystem"] is True
+    mounts = {m["mountPath"]: m["name"] for m in vllm["volumeMounts"]}
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert {"/tmp", "/home/vllm", "/cache", "/dev/shm"} <= set(mounts)
+    assert "emptyDir" in volumes[mounts["/tmp"]] and "emptyDir" in volumes[mounts["/home/vllm"]]
+    env = {e["name"]: e.get("value") for e in vllm["env"]}
+    assert env["HOME"] == "/home/vllm" and env["HF_HOME"].startswith("/cache/")
+
+
+def test_rocm_vllm_keeps_root_for_the_gpu_device_groups(prod):
+    spec = pod_spec(prod, "vllm-llama-3-1-8b", "green")
+    [vllm] = spec["containers"]
+    assert "securityContext" not in spec and "runAsNonRoot" not in vllm["securityContext"]
+    assert vllm["securityContext"]["allowPrivilegeEscalation"] is False
