@@ -16,6 +16,7 @@ in a per-address idle list (newest first) and are closed after `idle_s`.
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -30,6 +31,7 @@ Sink = Callable[[bytes], bool]
 # Body bytes held before a sink takes them: read_body() replies up to this size, and what a
 # streamed reply sends between its head and the start of relay(). Beyond it reading pauses.
 MAX_BUFFERED_BODY = 1 << 20
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class UpstreamError(Exception):
@@ -230,6 +232,11 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         if self._complete:
             raise _BeyondTheReply()  # a second reply to one request
+
+    def on_status(self, reason: bytes) -> None:
+        # llhttp lets control characters through in the reason phrase; RFC 9112 does not.
+        if _CONTROL.search(reason):
+            raise UpstreamBroken("the upstream's status line holds control characters")
 
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
