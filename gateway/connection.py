@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -129,7 +130,7 @@ class ClientConnection(web.RequestHandler):
             self._head_timer = None
         if request.version.major != 1:
             request_handler = _version_not_supported
-        started = self._loop.time()
+        started = time.monotonic()  # uvloop's loop.time() counts whole milliseconds
         status = CLIENT_CLOSED  # unless a response is returned
         try:
             response, reset = await super()._handle_request(request, start_time, request_handler)
@@ -142,7 +143,7 @@ class ClientConnection(web.RequestHandler):
                 status = outcome.status  # e.g. a stream that went out as 200 and broke off (502)
             if request.path not in PROBE_PATHS:
                 log_request(self._request_ids.take(request.headers.get("X-Request-Id")), request.method, status,
-                            self._loop.time() - started, outcome)
+                            time.monotonic() - started, outcome)
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:

@@ -187,13 +187,13 @@ def test_malformed_request_with_a_key_gets_400_and_leaves_no_key_in_the_log(host
     client.send(raw.replace(b"KEY", key.encode()))
     reply = client.reply()
     assert reply.status == 400
-    assert json.loads(reply.body)["error"]["code"] == "malformed_request"
-    assert reply.headers["server"] == "llm-edge-gateway"
-    assert client.closed_within(WITHIN_S)
     assert wait_for(lambda: [line for line in log_lines(hostile) if line.get("status") == 400])
     text = hostile.log.read_text()
     assert key not in text and sha256(key) not in text
     assert "Traceback" not in text
+    assert json.loads(reply.body)["error"]["code"] == "malformed_request"
+    assert reply.headers["server"] == "llm-edge-gateway"
+    assert client.closed_within(WITHIN_S)
 
 
 def test_each_request_gets_one_json_access_line(hostile):
