@@ -90,6 +90,7 @@ async def serve(gateway: GatewayApp, host: str, port: int, metrics_host: str, me
     finally:
         await runner.cleanup()
         await metrics_runner.cleanup()
+        listener.access_log.flush()
     log.info("drained, exiting")
 
 

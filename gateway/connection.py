@@ -24,7 +24,7 @@ from aiohttp import web
 
 from . import errors
 from .config import GatewayConfig
-from .logs import OUTCOME, PROBE_PATHS, RequestIds, log_request
+from .logs import OUTCOME, PROBE_PATHS, AccessLog, RequestIds
 from .metrics import CLIENT_CLOSED
 
 log = logging.getLogger("gateway.connection")
@@ -35,16 +35,17 @@ _PLAIN_REASON = re.compile(r"[A-Za-z0-9 ,.()/_-]{1,120}")
 
 
 class ClientConnection(web.RequestHandler):
-    __slots__ = ("_config", "_on_closed", "_request_ids", "_awaiting_head", "_head_timer", "_write_timer",
+    __slots__ = ("_config", "_on_closed", "_request_ids", "_access_log", "_awaiting_head", "_head_timer", "_write_timer",
                  "_unsent_at_check")
 
-    def __init__(self, manager: web.Server, config: GatewayConfig, request_ids: RequestIds,
+    def __init__(self, manager: web.Server, config: GatewayConfig, request_ids: RequestIds, access_log: AccessLog,
                  on_closed: Callable[[ClientConnection], None], loop: asyncio.AbstractEventLoop):
         # access_log=None: aiohttp writes no access line of its own (it accepts None, unlike its type hint).
         super().__init__(manager, loop=loop, keepalive_timeout=config.client_keepalive_timeout_s,
                          access_log=None)  # type: ignore[arg-type]
         self._config = config
         self._request_ids = request_ids
+        self._access_log = access_log
         self._on_closed = on_closed
         self._awaiting_head = True
         self._head_timer: asyncio.TimerHandle | None = None
@@ -70,7 +71,7 @@ class ClientConnection(web.RequestHandler):
         if not self._awaiting_head or self.transport is None:
             return
         timeout = self._config.client_header_timeout_s
-        log_request(self._request_ids.take(None), "", 408, timeout, None)
+        self._access_log.write(self._request_ids.take(None), "", 408, timeout, None)
         self.transport.write(errors.raw_reply(
             408, f"The request head did not arrive within {timeout:g}s.", "request_timeout"))
         self.force_close()
@@ -142,8 +143,8 @@ class ClientConnection(web.RequestHandler):
             if outcome is not None and outcome.status:
                 status = outcome.status  # e.g. a stream that went out as 200 and broke off (502)
             if request.path not in PROBE_PATHS:
-                log_request(self._request_ids.take(request.headers.get("X-Request-Id")), request.method, status,
-                            time.monotonic() - started, outcome)
+                self._access_log.write(self._request_ids.take(request.headers.get("X-Request-Id")), request.method,
+                                       status, time.monotonic() - started, outcome)
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:

@@ -17,7 +17,7 @@ from aiohttp import web
 from . import errors
 from .config import ConfigError, GatewayConfig
 from .connection import ClientConnection
-from .logs import RequestIds
+from .logs import AccessLog, RequestIds
 from .metrics import Metrics
 
 log = logging.getLogger("gateway.listener")
@@ -85,6 +85,7 @@ class ClientListener:
         self._server = server
         self._config = config
         self._request_ids = RequestIds()
+        self.access_log = AccessLog()
         self._refused = metrics.connections_refused
         self._listening: asyncio.Server | None = None
         self.connections: set[ClientConnection] = set()
@@ -98,8 +99,8 @@ class ClientListener:
         if len(self.connections) >= self._config.client_max_connections:
             self._refused.inc()
             return _Refusal(self)
-        connection = ClientConnection(self._server, self._config, self._request_ids, self.connections.discard,
-                                      asyncio.get_running_loop())
+        connection = ClientConnection(self._server, self._config, self._request_ids, self.access_log,
+                                      self.connections.discard, asyncio.get_running_loop())
         self.connections.add(connection)
         return connection
 

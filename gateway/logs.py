@@ -7,6 +7,7 @@ those itself instead of letting aiohttp log them). Client and model names come f
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import logging
@@ -14,6 +15,7 @@ import re
 import secrets
 import sys
 import time
+from typing import TextIO
 
 from aiohttp import web
 
@@ -27,8 +29,6 @@ _METHODS = frozenset(("GET", "POST", "OPTIONS", "HEAD", "PUT", "PATCH", "DELETE"
 # A client's own X-Request-Id is kept when it is a plain token; one that looks like an API key
 # (sk-...) is replaced, so that a key pasted into the wrong header does not reach the log.
 _CLIENT_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-
-access_log = logging.getLogger("gateway.access")
 
 
 class JsonFormatter(logging.Formatter):
@@ -66,18 +66,46 @@ class RequestIds:
         return f"{self._prefix}-{next(self._counter):x}"
 
 
-def log_request(request_id: str, method: str, status: int, duration_s: float, outcome: Outcome | None) -> None:
-    """The access line of one request; `outcome` is None for a request no handler saw (malformed)."""
-    if outcome is None:
-        outcome = Outcome()
-    access_log.info("request", extra={"fields": {
-        "request_id": request_id,
-        "method": method if method in _METHODS else UNKNOWN,
-        "route": outcome.route,
-        "status": status,
-        "duration_ms": round(duration_s * 1000, 3),
-        "client": outcome.client,
-        "model": outcome.model,
-        "prompt_tokens": outcome.prompt_tokens,
-        "completion_tokens": outcome.completion_tokens,
-    }})
+class AccessLog:
+    """One JSON line per request, in the shape JsonFormatter gives every other line.
+
+    Written without the logging module and json.dumps, and once per event-loop pass: those cost
+    tens of microseconds a line here, a tenth of a request's whole cost. Every value is a number,
+    one of a fixed set, a checked request id, or a config name (encoded once, as JSON).
+    """
+
+    def __init__(self, stream: TextIO | None = None):
+        self._stream = stream or sys.stdout
+        self._lines: list[str] = []
+        self._second = -1
+        self._stamp = ""
+        self._names: dict[str, str] = {}
+
+    def write(self, request_id: str, method: str, status: int, duration_s: float, outcome: Outcome | None) -> None:
+        """The line of one request; `outcome` is None for a request no handler saw (malformed)."""
+        if outcome is None:
+            outcome = Outcome()
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second, self._stamp = second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        if not self._lines:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._lines.append(
+            f'{{"time": "{self._stamp}.{int((now - second) * 1000):03d}Z", "level": "info", "logger": "gateway.access", '
+            f'"message": "request", "request_id": "{request_id}", "method": "{method if method in _METHODS else UNKNOWN}", '
+            f'"route": "{outcome.route}", "status": {status}, "duration_ms": {duration_s * 1000:.3f}, '
+            f'"client": {self._name(outcome.client)}, "model": {self._name(outcome.model)}, '
+            f'"prompt_tokens": {outcome.prompt_tokens}, "completion_tokens": {outcome.completion_tokens}}}\n')
+
+    def flush(self) -> None:
+        if self._lines:
+            self._stream.write("".join(self._lines))
+            self._stream.flush()
+            self._lines.clear()
+
+    def _name(self, name: str) -> str:
+        encoded = self._names.get(name)
+        if encoded is None:
+            encoded = self._names[name] = json.dumps(name)
+        return encoded
