@@ -52,7 +52,12 @@ def raise_descriptor_limit(max_connections: int) -> None:
                 f"client_max_connections: {max_connections} connections need {needed} open files, and this process "
                 f"may open at most {hard} (its hard limit): lower client_max_connections to "
                 f"{max(1, (hard - _RESERVED_DESCRIPTORS) // 2)} or raise the container's nofile limit"])
-        resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (needed, hard))
+        except (OSError, ValueError) as exc:  # e.g. macOS caps the soft limit below an unlimited hard one
+            raise ConfigError([f"client_max_connections: {max_connections} connections need {needed} open files, "
+                               f"and the open-file limit cannot be raised to that ({exc}): lower "
+                               "client_max_connections"]) from None
 
 
 class _Refusal(asyncio.Protocol):

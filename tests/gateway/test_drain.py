@@ -77,11 +77,11 @@ def test_grace_period_bounds_the_drain(stub, start_gateway):
 
 
 def test_drain_with_a_delay_ends_inside_its_grace_with_streams_in_flight(stub, start_gateway):
-    # aiohttp's own shutdown waited its timeout twice: delay + 2 x (grace - delay), 5 s here.
+    # aiohttp's own shutdown waited its timeout twice: delay + 2 x (grace - delay), 3.5 s here.
     stub.state.behaviour.chunks = 400
     stub.state.behaviour.chunk_delay_s = 0.05  # 20 s streams: still running when the grace ends
-    grace = 3.0
-    gateway = start_gateway(config(stub, drain_grace_s=grace, drain_delay_s=1))
+    grace = 2.0
+    gateway = start_gateway(config(stub, drain_grace_s=grace, drain_delay_s=0.5))
     client = gateway.client()
     streams = [client.chat.completions.create(model="m", messages=MESSAGES, stream=True) for _ in range(3)]
     for stream in streams:

@@ -21,8 +21,8 @@ AUTH = {"Authorization": f"Bearer {KEYS['full']}", "Content-Type": "application/
 BODY = json.dumps({"model": "chat", "messages": [{"role": "user", "content": "hi"}]}).encode()
 # Short client timeouts, so that each is seen to act within a test's bounds.
 # Keep-alive longer than the head timeout: aiohttp's keep-alive timer also runs before the first request.
-TIMEOUTS = {"client_header_timeout_s": 0.5, "client_body_timeout_s": 0.5, "client_keepalive_timeout_s": 2.0,
-            "client_write_timeout_s": 0.5}
+TIMEOUTS = {"client_header_timeout_s": 0.3, "client_body_timeout_s": 0.3, "client_keepalive_timeout_s": 1.0,
+            "client_write_timeout_s": 0.3}
 # Generous: the machine is shared and noisy; a fixed gateway acts within a second or two.
 WITHIN_S = 5.0
 

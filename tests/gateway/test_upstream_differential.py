@@ -27,7 +27,7 @@ AFTER = (b"", b"", b"", b"\r\n", b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 
 AMBIGUOUS = ("length beside chunked", "folded header", "bare LF")
 # One loop for every example: a new one each time costs more than the example.
 _LOOP = asyncio.new_event_loop()
-EXAMPLES = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+EXAMPLES = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @dataclass(frozen=True)
