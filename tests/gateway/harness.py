@@ -101,6 +101,14 @@ class GatewayProcess:
         self._log_file.close()
 
 
+def wait_for(predicate, timeout_s: float = 5.0):
+    """The predicate's first true value, polled until `timeout_s`; its last value after that."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
 def _limit_open_files(limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 

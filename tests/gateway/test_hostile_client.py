@@ -13,7 +13,7 @@ import time
 import pytest
 import yaml
 
-from tests.gateway.harness import BASE_ENV, KEYS, ROOT, GatewayProcess, base_config, sha256
+from tests.gateway.harness import BASE_ENV, KEYS, ROOT, GatewayProcess, base_config, sha256, wait_for
 from tests.gateway.raw_client import RawClient, request
 
 CHAT = "/v1/chat/completions"
@@ -39,13 +39,6 @@ def hostile(stub, tmp_path_factory):
 def log_lines(gateway: GatewayProcess) -> list[dict]:
     """Every line of the gateway's log, each of which must be one JSON object."""
     return [json.loads(line) for line in gateway.log.read_text().splitlines()]
-
-
-def wait_for(predicate, timeout_s: float = WITHIN_S):
-    deadline = time.monotonic() + timeout_s
-    while not (found := predicate()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return found
 
 
 # --- item 4: client timeouts and the connection limit ------------------------------------------

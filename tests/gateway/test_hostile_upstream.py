@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.gateway.harness import KEYS, sha256
+from tests.gateway.harness import KEYS, sha256, wait_for
 from tests.gateway.raw_client import RawClient, request
 from tests.gateway.scripted_upstream import HEAD_CHUNKED, ThreadedUpstream, chunk, json_reply, reply
 
@@ -47,13 +47,6 @@ def post(gateway, data: bytes) -> tuple[int, bytes]:
     answer = client.reply()
     client.close()
     return answer.status, answer.body
-
-
-def wait_for(predicate, timeout_s: float = WITHIN_S):
-    deadline = time.monotonic() + timeout_s
-    while not (found := predicate()) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    return found
 
 
 # --- item 1: a reply reaches only the request it answers ------------------------------------------
