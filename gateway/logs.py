@@ -51,6 +51,17 @@ def configure() -> None:
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(JsonFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # The API port answers malformed requests itself; the metrics port is aiohttp's own, and
+    # aiohttp's error lines quote the request's raw bytes: only their first words are kept.
+    logging.getLogger("aiohttp.server").addFilter(_without_request_bytes)
+
+
+def _without_request_bytes(record: logging.LogRecord) -> bool:
+    record.msg = record.msg.split(" from ", 1)[0] if isinstance(record.msg, str) else "error"
+    record.args = ()
+    record.exc_info = None
+    record.exc_text = None
+    return True
 
 
 class RequestIds:

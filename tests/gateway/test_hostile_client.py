@@ -189,6 +189,15 @@ def test_malformed_request_with_a_key_gets_400_and_leaves_no_key_in_the_log(host
     assert client.closed_within(WITHIN_S)
 
 
+def test_malformed_request_to_the_metrics_port_leaves_no_key_in_the_log(hostile):
+    key = KEYS["full"]
+    client = RawClient(hostile.metrics_port)
+    client.send(MALFORMED[0].replace(b"KEY", key.encode()))
+    assert client.reply().status == 400
+    assert wait_for(lambda: "Error handling request" in hostile.log.read_text())
+    assert key not in hostile.log.read_text()
+
+
 def test_each_request_gets_one_json_access_line(hostile):
     client = RawClient(hostile.port)
     for request_id in ("trace-42", "sk-test-full", None):
