@@ -12,11 +12,15 @@ import sys
 import uvloop
 from aiohttp import web
 
+from . import logs
 from .app import GatewayApp
 from .auth import hash_key, new_key
 from .config import ConfigError, load_config, resolve_secrets, split_listen
+from .listener import ClientListener, raise_descriptor_limit
 
 log = logging.getLogger("gateway")
+# Kept from drain_grace_s for what follows the cut: handlers unwinding, upstream connections closing.
+_CLEANUP_S = 0.1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,10 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", help="listen address, overrides the config's listen:")
     parser.add_argument("--port", type=int, help="listen port, overrides the config's listen:")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure()
     try:
         config = load_config(args.config)
         secrets = resolve_secrets(config)
+        raise_descriptor_limit(config.client_max_connections)
     except ConfigError as exc:
         for problem in exc.problems:
             print(f"config error: {problem}", file=sys.stderr)
@@ -52,33 +57,40 @@ def main(argv: list[str] | None = None) -> int:
 
 async def serve(gateway: GatewayApp, host: str, port: int, metrics_host: str, metrics_port: int) -> None:
     config = gateway.config
-    # aiohttp waits this long for in-flight requests once the listener is closed.
-    runner = web.AppRunner(gateway.make_app(), access_log=None, handle_signals=False, handler_cancellation=True,
-                           shutdown_timeout=config.drain_grace_s - config.drain_delay_s)
-    metrics_runner = web.AppRunner(gateway.make_metrics_app(), access_log=None, handle_signals=False)
+    # The API port's listener is the gateway's own (gateway/listener.py: connection limit, client
+    # timeouts, drain); aiohttp's runner only sets the application up and tears it down.
+    runner = web.AppRunner(gateway.make_app(), handle_signals=False, handler_cancellation=True,
+                           shutdown_timeout=_CLEANUP_S / 2)
+    metrics_runner = web.AppRunner(gateway.make_metrics_app(), access_log=None, handle_signals=False,
+                                   shutdown_timeout=_CLEANUP_S / 2)
     await runner.setup()
     await metrics_runner.setup()
+    assert runner.server is not None, "set by setup()"
+    listener = ClientListener(runner.server, config, gateway.metrics)
+    loop = asyncio.get_running_loop()
     try:
-        await web.TCPSite(runner, host, port, backlog=1024).start()
+        await listener.start(host, port)
         await web.TCPSite(metrics_runner, metrics_host, metrics_port).start()
         log.info("listening on %s:%d (metrics on %s:%d), models: %s", host, port, metrics_host, metrics_port,
                  ", ".join(gateway.pools))
         # Start-up objects live as long as the process: keep them out of every GC pass.
         gc.freeze()
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
+        deadline = loop.time() + config.drain_grace_s - _CLEANUP_S
         gateway.start_drain()
-        log.info("draining: /readyz answers 503; still accepting for %.1fs, then up to %.1fs for in-flight requests",
-                 config.drain_delay_s, config.drain_grace_s - config.drain_delay_s)
+        log.info("draining: /readyz answers 503; still accepting for %.1fs, then until %.1fs after SIGTERM "
+                 "for in-flight requests", config.drain_delay_s, config.drain_grace_s)
         # Kubernetes takes a moment to drop this pod from the Service; requests that still
         # arrive meanwhile are served, not refused.
         await asyncio.sleep(config.drain_delay_s)
+        await listener.drain(deadline)
     finally:
         await runner.cleanup()
         await metrics_runner.cleanup()
+        listener.access_log.flush()
     log.info("drained, exiting")
 
 

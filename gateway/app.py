@@ -6,16 +6,18 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from . import errors
 from .auth import Client, KeyRing
 from .config import GatewayConfig, ResolvedSecrets
 from .limits import LIMIT_KEYS, ClientLimits
-from .metrics import Metrics, Outcome
+from .logs import OUTCOME, PROBE_PATHS
+from .metrics import UNKNOWN, Metrics, Outcome
 from .proxy import Forwarder
 from .upstream_client import UpstreamClient
 from .upstreams import UpstreamPool
@@ -27,6 +29,10 @@ INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
 # Headers a browser may read from our replies (the SDKs look at Retry-After on 429).
 _EXPOSED_HEADERS = "Retry-After"
 _PREFLIGHT_MAX_AGE = "600"
+# Header names a preflight may ask for, echoed back only when they are plainly that.
+_HEADER_NAMES = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
+_API_PATHS = frozenset((*INFERENCE_PATHS, "/v1/models"))
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # vLLM's uvicorn closes idle connections after 5 s; dropping ours first avoids sending a
 # request on a connection the upstream is closing at that moment (it could not be retried).
 _UPSTREAM_IDLE_S = 4.0
@@ -59,10 +65,11 @@ class GatewayApp:
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
         for path in INFERENCE_PATHS:
-            app.router.add_post(path, self.inference)
+            app.router.add_post(path, self.inference, expect_handler=_continue_later)
         app.router.add_get("/v1/models", self.list_models)
-        app.router.add_get("/healthz", self.healthz)
-        app.router.add_get("/readyz", self.readyz)
+        liveness, readiness = PROBE_PATHS
+        app.router.add_get(liveness, self.healthz)
+        app.router.add_get(readiness, self.readyz)
         app.router.add_route("OPTIONS", "/{path:.*}", self.preflight)
         app.router.add_route("*", "/{path:.*}", self.unknown_path)
         app.on_response_prepare.append(self._on_prepare)
@@ -98,6 +105,7 @@ class GatewayApp:
             await asyncio.gather(*(pool.refresh() for pool in pools))
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers["Server"] = errors.SERVER
         origin = request.headers.get("Origin")
         if origin is not None and origin in self._cors_origins:
             response.headers["Access-Control-Allow-Origin"] = origin
@@ -118,7 +126,7 @@ class GatewayApp:
 
     async def inference(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
-        outcome = Outcome()
+        outcome = request[OUTCOME] = Outcome(request.path)  # one of INFERENCE_PATHS: the route matched it
         self.in_flight += 1
         try:
             response = await self._inference(request, outcome)
@@ -128,6 +136,9 @@ class GatewayApp:
         except asyncio.CancelledError:
             outcome.client_left()
             raise
+        except Exception:
+            outcome.status = 500  # aiohttp answers 500; the metrics must not say "0"
+            raise
         finally:
             self.in_flight -= 1
             self.metrics.record(outcome, time.monotonic() - started)
@@ -136,21 +147,14 @@ class GatewayApp:
         # Cheapest checks first, and the key before anything that reads the body.
         client = self.keyring.authenticate(request.headers.get("Authorization"))
         if client is None:
-            return errors.unauthorized()
+            return _refused_before_the_body(request, errors.unauthorized())
         outcome.client = client.name
-        limit = self.config.max_body_bytes
-        if request.content_length is not None and request.content_length > limit:
-            return errors.too_large(limit)
-        try:
-            body = await request.read()
-        except web.HTTPRequestEntityTooLarge:
-            return errors.too_large(limit)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return errors.bad_request("The request body is not valid JSON.", "invalid_json")
-        if not isinstance(payload, dict):
-            return errors.bad_request("The request body must be a JSON object.", "invalid_json")
+        body = await self._read_body(request)
+        if isinstance(body, web.Response):
+            return body
+        payload = _parse_payload(body)
+        if isinstance(payload, web.Response):
+            return payload
         model = payload.get("model")
         if not isinstance(model, str) or not model:
             return errors.bad_request("The request body needs a 'model' string.", "missing_model")
@@ -166,12 +170,37 @@ class GatewayApp:
             self.metrics.child(self.metrics.rate_limited, client.name, LIMIT_KEYS[refused[0]]).inc()
             return errors.rate_limited(*refused)
         assert self._forwarder is not None, "set up before the app serves (cleanup_ctx)"
-        return await self._forwarder.forward(request, limits, pool, payload, body, outcome)
+        try:
+            return await self._forwarder.forward(request, limits, pool, payload, body, outcome)
+        except RecursionError:  # re-encoding a body json.loads only just managed to parse
+            return errors.bad_request("The request body's JSON is nested too deeply.", "invalid_json")
+
+    async def _read_body(self, request: web.Request) -> bytes | web.Response:
+        """The body, or the error reply: too large (413) or too slow (408)."""
+        limit = self.config.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            return _refused_before_the_body(request, errors.too_large(limit))
+        timeout = self.config.client_body_timeout_s
+        try:
+            if request.content.is_eof():  # the body came with the head: no timer needed (it costs µs)
+                return await request.read()
+            # Only now may a client that asked first send its body: refusals above cost it nothing.
+            await _continue_if_expected(request)
+            async with asyncio.timeout(timeout):
+                return await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return errors.too_large(limit)
+        except TimeoutError:
+            response = errors.request_timeout(timeout)
+            response.force_close()  # the rest of the body is not worth waiting for
+            return response
 
     async def list_models(self, request: web.Request) -> web.Response:
+        outcome = request[OUTCOME] = Outcome("/v1/models")
         client = self.keyring.authenticate(request.headers.get("Authorization"))
         if client is None:
             return errors.unauthorized()
+        outcome.client = client.name
         data = [{"id": name, "object": "model", "created": 0, "owned_by": "llm-edge"}
                 for name in self.pools if client.may_use(name)]
         return web.json_response({"object": "list", "data": data})
@@ -190,6 +219,7 @@ class GatewayApp:
 
     async def preflight(self, request: web.Request) -> web.Response:
         """Answered here, never forwarded: only configured origins get the CORS grant."""
+        request[OUTCOME] = Outcome(request.path if request.path in _API_PATHS else UNKNOWN)
         origin = request.headers.get("Origin")
         if origin is None or origin not in self._cors_origins:
             return errors.error_response(403, "Origin not allowed.", "invalid_request_error", "origin_not_allowed")
@@ -198,13 +228,47 @@ class GatewayApp:
             "Access-Control-Max-Age": _PREFLIGHT_MAX_AGE,
         }
         requested = request.headers.get("Access-Control-Request-Headers")
-        if requested:
+        if requested and _HEADER_NAMES.fullmatch(requested):
             # The browser SDKs send their own x-stainless-* headers; the origin check is the gate.
             headers["Access-Control-Allow-Headers"] = requested
         return web.Response(status=204, headers=headers)
 
     async def unknown_path(self, request: web.Request) -> web.Response:
+        request[OUTCOME] = Outcome()
         return errors.not_found(request.path)
 
     async def serve_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+def _parse_payload(body: bytes) -> dict | web.Response:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return errors.bad_request("The request body is not valid JSON.", "invalid_json")
+    except RecursionError:
+        return errors.bad_request("The request body's JSON is nested too deeply.", "invalid_json")
+    if not isinstance(payload, dict):
+        return errors.bad_request("The request body must be a JSON object.", "invalid_json")
+    return payload
+
+
+async def _continue_later(request: web.Request) -> None:
+    """Expect handler of the inference routes: `100 Continue` waits for the key and size checks."""
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        raise web.HTTPExpectationFailed(text=f"Unknown Expect: {expect}")
+
+
+async def _continue_if_expected(request: web.Request) -> None:
+    if request.version == HttpVersion11 and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(_CONTINUE)
+        request.writer.output_size = 0  # the reply proper has not started (as aiohttp's own handler does)
+
+
+def _refused_before_the_body(request: web.Request, response: web.Response) -> web.Response:
+    # A client waiting for 100 Continue will not send its body; the connection cannot carry
+    # another request after a body that never came.
+    if request.headers.get("Expect"):
+        response.force_close()
+    return response

@@ -46,7 +46,10 @@ class KeyRing:
         """
         if not authorization or not authorization[:7].lower() == "bearer ":
             return None
-        presented = hash_key(authorization[7:].strip()).encode("ascii")
+        key = authorization[7:].strip()
+        if not key.isascii():  # keys are ASCII; other bytes arrive as undecodable surrogates
+            return None
+        presented = hash_key(key).encode("ascii")
         found = None
         for client in self._clients:
             if hmac.compare_digest(presented, client.key_hash):

@@ -113,6 +113,11 @@ class GatewayConfig(_Strict):
     upstream_connect_timeout_s: PositiveFloat = 5.0
     upstream_read_timeout_s: PositiveFloat = 300.0
     upstream_dns_refresh_s: PositiveFloat = 10.0
+    client_header_timeout_s: PositiveFloat = 10.0
+    client_body_timeout_s: PositiveFloat = 60.0
+    client_write_timeout_s: PositiveFloat = 60.0
+    client_keepalive_timeout_s: PositiveFloat = 75.0
+    client_max_connections: PositiveInt = 4096
     drain_grace_s: PositiveFloat = 30.0
     drain_delay_s: Annotated[float, Field(ge=0)] = 5.0
     health: HealthSettings = HealthSettings()

@@ -3,15 +3,30 @@
 from __future__ import annotations
 
 import json
+from http import HTTPStatus
 
 from aiohttp import web
+
+# In place of aiohttp's `aiohttp/<version>`: a version tells an attacker which advisories apply.
+SERVER = "llm-edge-gateway"
+
+
+def _body(message: str, error_type: str, code: str) -> bytes:
+    return json.dumps({"error": {"message": message, "type": error_type, "param": None, "code": code}}).encode()
 
 
 def error_response(status: int, message: str, error_type: str, code: str,
                    headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": error_type, "param": None, "code": code}}
-    return web.Response(status=status, body=json.dumps(body).encode(), content_type="application/json",
-                        headers=headers)
+    return web.Response(status=status, body=_body(message, error_type, code), content_type="application/json",
+                        headers={"Server": SERVER, **(headers or {})})
+
+
+def raw_reply(status: int, message: str, code: str, headers: str = "") -> bytes:
+    """A whole error reply as bytes, for a connection that has no aiohttp request (it closes after)."""
+    body = _body(message, "invalid_request_error" if status < 500 else "server_error", code)
+    return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nServer: {SERVER}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
+            f"{headers}\r\n").encode("ascii") + body
 
 
 def unauthorized() -> web.Response:
@@ -35,6 +50,25 @@ def unknown_model(model: str) -> web.Response:
 
 def not_found(path: str) -> web.Response:
     return error_response(404, f"No such endpoint: {path}", "invalid_request_error", "unknown_url")
+
+
+def malformed_request(reason: str) -> web.Response:
+    return error_response(400, f"Malformed HTTP request ({reason}): send one HTTP/1.1 request with valid "
+                          "headers and framing.", "invalid_request_error", "malformed_request")
+
+
+def http_version_not_supported() -> web.Response:
+    return error_response(505, "Only HTTP/1.0 and HTTP/1.1 are spoken here.", "invalid_request_error",
+                          "http_version_not_supported")
+
+
+def internal_error() -> web.Response:
+    return error_response(500, "The gateway failed while handling this request.", "server_error", "internal_error")
+
+
+def request_timeout(timeout_s: float) -> web.Response:
+    return error_response(408, f"The request body did not arrive within {timeout_s:g}s.",
+                          "invalid_request_error", "request_timeout")
 
 
 def too_large(limit: int) -> web.Response:

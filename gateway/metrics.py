@@ -53,6 +53,11 @@ class Metrics:
         self.upstream_failures = Counter(
             "gateway_upstream_failures", "Failed attempts (connect error, timeout, 502/503/504) per upstream address.",
             ["model", "upstream"], registry=r)
+        self.client_connections = Gauge(
+            "gateway_client_connections", "Open client connections on the API port.", registry=r)
+        self.connections_refused = Counter(
+            "gateway_connections_refused", "Client connections refused with 503: client_max_connections were open.",
+            registry=r)
         self.draining = Gauge("gateway_draining", "1 after SIGTERM, while in-flight requests finish.", registry=r)
         # labels() takes a lock and hashes its arguments; the hot path reuses children instead.
         self._children: dict[tuple, object] = {}
@@ -76,11 +81,12 @@ class Metrics:
 
 
 class Outcome:
-    """What the metrics record about one request once it is over."""
+    """What the metrics and the access log record about one request once it is over."""
 
-    __slots__ = ("client", "model", "status", "prompt_tokens", "completion_tokens", "answered")
+    __slots__ = ("route", "client", "model", "status", "prompt_tokens", "completion_tokens", "answered")
 
-    def __init__(self) -> None:
+    def __init__(self, route: str = UNKNOWN) -> None:
+        self.route = route  # one of the gateway's own paths, never the path a client sent
         self.client = UNKNOWN
         self.model = UNKNOWN
         self.status = 0  # set once known: when stream headers go out, or from the final response

@@ -15,8 +15,16 @@ from aiohttp import web
 from . import errors
 from .limits import ClientLimits
 from .metrics import CLIENT_CLOSED, Metrics, Outcome
-from .sse import USAGE, ClientGone, SseRelay
-from .upstream_client import NotConnected, UpstreamClient, UpstreamConnection, UpstreamError, UpstreamTimeout
+from .relay import USAGE, BodyRelay, ClientGone, ClientRelay
+from .sse import SseRelay
+from .upstream_client import (
+    MAX_BUFFERED_BODY,
+    NotConnected,
+    UpstreamClient,
+    UpstreamConnection,
+    UpstreamError,
+    UpstreamTimeout,
+)
 from .upstreams import Endpoint, UpstreamPool
 
 _INCLUDE_USAGE = b',"stream_options":{"include_usage":true}}'
@@ -59,10 +67,13 @@ class Forwarder:
             if stream and upstream.status == 200:
                 response, upstream_broke = await self._relay_stream(
                     request, upstream, client_wants_usage, started, model, outcome)
-                if upstream_broke:
-                    pool.record_failure(endpoint)
-                return response
-            return await self._relay_body(upstream, outcome)
+            elif upstream.content_length is not None and upstream.content_length <= MAX_BUFFERED_BODY:
+                return await self._reply_whole(upstream, outcome)
+            else:
+                response, upstream_broke = await self._relay_body(request, upstream, outcome)
+            if upstream_broke:
+                pool.record_failure(endpoint)
+            return response
         except UpstreamError as exc:
             pool.record_failure(endpoint)
             return _upstream_error(model, exc)
@@ -104,7 +115,8 @@ class Forwarder:
             b"\r\nContent-Type: application/json\r\nContent-Length: ", b"%d" % len(body), b"\r\n",
             self._auth_lines.get(model, b""), b"\r\n", body))
 
-    async def _relay_body(self, upstream: UpstreamConnection, outcome: Outcome) -> web.Response:
+    async def _reply_whole(self, upstream: UpstreamConnection, outcome: Outcome) -> web.Response:
+        """A reply short enough to hold: read whole, its tokens counted, sent in one write."""
         body = await upstream.read_body()
         if upstream.status == 200 and USAGE.search(body):
             try:
@@ -114,6 +126,23 @@ class Forwarder:
         return web.Response(status=upstream.status, body=body,
                             headers={"Content-Type": upstream.content_type or "application/json"})
 
+    async def _relay_body(self, request: web.Request, upstream: UpstreamConnection,
+                          outcome: Outcome) -> tuple[web.StreamResponse, bool]:
+        """A reply too long to hold, or of unknown length: relayed piece by piece as it arrives."""
+        response = web.StreamResponse(status=upstream.status, headers={
+            "Content-Type": upstream.content_type or "application/json"})
+        if upstream.content_length is not None:
+            response.content_length = upstream.content_length
+        # prepare() chose the framing: chunked for an unknown length (raw until close for HTTP/1.0).
+        relay = await self._start_relay(request, response, outcome, lambda transport, writer: BodyRelay(
+            transport, writer, chunked=response.headers.get("Transfer-Encoding") == "chunked"))
+        if relay is None:
+            return response, False
+        upstream_broke = await self._relay(request, response, upstream, relay, outcome)
+        if upstream.status == 200 and not upstream_broke:
+            outcome.add_usage(relay.usage())
+        return response, upstream_broke
+
     async def _relay_stream(self, request: web.Request, upstream: UpstreamConnection, client_wants_usage: bool,
                             started: float, model: str, outcome: Outcome) -> tuple[web.StreamResponse, bool]:
         """Relay SSE events as they arrive; returns the response and whether the upstream broke off."""
@@ -122,29 +151,42 @@ class Forwarder:
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",
         })
-        writer = await response.prepare(request)
-        outcome.status = 200
         ttft = self._metrics.child(self._metrics.ttft, model)
+        relay = await self._start_relay(
+            request, response, outcome, lambda transport, writer: SseRelay(
+                transport, writer, client_wants_usage, outcome, lambda: ttft.observe(time.monotonic() - started)))
+        if relay is None:
+            return response, False
+        return response, await self._relay(request, response, upstream, relay, outcome)
+
+    @staticmethod
+    async def _start_relay(request: web.Request, response: web.StreamResponse, outcome: Outcome, make_relay):
+        """Send the reply's head; the relay for its body, or None when the client has gone already."""
+        writer = await response.prepare(request)
+        outcome.status = response.status
         if request.transport is None or writer is None:
             outcome.status = CLIENT_CLOSED
-            return response, False
-        relay = SseRelay(request.transport, writer, client_wants_usage, outcome,
-                         lambda: ttft.observe(time.monotonic() - started))
+            return None
+        return make_relay(request.transport, writer)
+
+    @staticmethod
+    async def _relay(request: web.Request, response: web.StreamResponse, upstream: UpstreamConnection,
+                     relay: ClientRelay, outcome: Outcome) -> bool:
+        """Relay the body to its end; True when the upstream broke off."""
         try:
             await upstream.relay(relay.feed, relay.drain)
             relay.finish()
             await response.write_eof()
         except (ClientGone, ConnectionResetError):
             outcome.client_left()
-            return response, False
         except UpstreamError:
-            # Headers are sent, so the reply cannot become an error any more; ending it without
-            # the final chunk makes the client see a failure instead of a short answer.
+            # The head is sent, so the reply cannot become an error any more; ending it without
+            # its end makes the client see a failure instead of a short answer.
             if request.transport is not None:
                 request.transport.abort()
             outcome.status = 502
-            return response, True
-        return response, False
+            return True
+        return False
 
 
 def _upstream_error(model: str, error: UpstreamError) -> web.Response:

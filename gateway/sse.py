@@ -1,8 +1,8 @@
 """Relaying an upstream's Server-Sent Events to the client as they arrive.
 
-Whole events only (a partial event waits for its end), written straight to the client's transport
-in HTTP/1.1 chunked framing; the usage in the final usage chunk is counted, and that chunk is
-dropped when the client did not ask for it (the gateway asked on its behalf).
+Whole events only (a partial event waits for its end, up to MAX_EVENT_BYTES), written straight to
+the client's transport in HTTP/1.1 chunked framing; the usage in the final usage chunk is counted,
+and that chunk is dropped when the client did not ask for it (the gateway asked on its behalf).
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ from collections.abc import Callable
 from aiohttp.abc import AbstractStreamWriter
 
 from .metrics import Outcome
+from .relay import USAGE, ClientGone, ClientRelay
+from .upstream_client import UpstreamBroken
 
-USAGE = re.compile(rb'"usage"\s*:\s*\{')
 # A plain substring test is several times cheaper than the regex and rules out almost every
 # streamed chunk; the regex then only runs on the final usage chunk.
 _USAGE_KEY = b'"usage"'
@@ -25,27 +26,24 @@ _EVENT_END = re.compile(rb"\r?\n\r?\n")
 # break; a JSON string cannot hold a raw line break, so a token reading "data: [DONE]" never matches.
 _DONE_KEY = b"[DONE]"
 _DONE = re.compile(rb"^data: ?\[DONE\]", re.MULTILINE)
+# vLLM's events are a few hundred bytes (a few KiB with logprobs). A "stream" without blank
+# lines would otherwise be held whole; beyond this it is cut as a broken upstream reply.
+MAX_EVENT_BYTES = 1 << 20
 
 
-class ClientGone(Exception):
-    """The client closed its connection while its stream was being relayed."""
-
-
-class SseRelay:
+class SseRelay(ClientRelay):
     """The sink for one streamed reply (see UpstreamConnection.relay)."""
 
     def __init__(self, transport: asyncio.Transport, writer: AbstractStreamWriter, client_wants_usage: bool,
                  outcome: Outcome, on_first_chunk: Callable[[], None]):
-        # StreamResponse.prepare() has sent the head; from here on chunks are written to the
-        # transport directly, one call per chunk instead of aiohttp's coroutine per write, in the
-        # chunked framing prepare() announced (the writer still ends the body: write_eof()).
-        self._writer = writer
-        self._transport = transport
-        self._high_water = self._transport.get_write_buffer_limits()[1]
+        super().__init__(transport, writer, chunked=True)
         self._client_wants_usage = client_wants_usage
         self._outcome = outcome
         self._on_first_chunk: Callable[[], None] | None = on_first_chunk
-        self._pending = b""
+        # The pieces of an unfinished event, joined only once its end arrives: joining on every
+        # read would make a long event cost quadratic time.
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     def feed(self, data: bytes) -> bool:
         """Relay what can be relayed of `data`; True when the client's buffer is full (or it has gone)."""
@@ -53,11 +51,17 @@ class SseRelay:
             self._on_first_chunk()
             self._on_first_chunk = None
         if self._pending:
-            data = self._pending + data
-            self._pending = b""
+            # An event end may straddle the previous piece and this one.
+            if not _has_event_end(self._pending[-1][-3:] + data):
+                self._hold(data)
+                return False
+            data = b"".join(self._pending) + data
+            self._pending, self._pending_size = [], 0
         if not data.endswith(b"\n\n"):  # usually whole events, as vLLM writes them
             end = _complete_events_end(data)
-            data, self._pending = data[:end], data[end:]
+            if end < len(data):
+                self._hold(data[end:])
+            data = data[:end]
         if _USAGE_KEY in data and USAGE.search(data):
             data = _take_usage(data, self._client_wants_usage, self._outcome)
         if _DONE_KEY in data and _DONE.search(data) and not self._transport.is_closing():
@@ -67,23 +71,21 @@ class SseRelay:
     def finish(self) -> None:
         """The upstream's reply ended: whatever is left of an unterminated event goes out as it is."""
         if self._pending:
-            self._write(self._pending)
-            self._pending = b""
+            self._write(b"".join(self._pending))
+            self._pending, self._pending_size = [], 0
         if self._transport.is_closing():
             raise ClientGone()
 
-    async def drain(self) -> None:
-        if self._transport.is_closing():
-            raise ClientGone()
-        await self._writer.drain()
+    def _hold(self, piece: bytes) -> None:
+        self._pending.append(piece)
+        self._pending_size += len(piece)
+        if self._pending_size > MAX_EVENT_BYTES:
+            raise UpstreamBroken(f"the upstream sent a stream event larger than {MAX_EVENT_BYTES} bytes")
 
-    def _write(self, data: bytes) -> bool:
-        transport = self._transport
-        if transport.is_closing():
-            return True  # the relay stops at its next drain()
-        if data:
-            transport.write(b"%x\r\n%b\r\n" % (len(data), data))
-        return transport.get_write_buffer_size() > self._high_water
+
+
+def _has_event_end(data: bytes) -> bool:
+    return b"\n\n" in data or b"\r\n\r\n" in data
 
 
 def _complete_events_end(data: bytes) -> int:

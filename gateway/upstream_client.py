@@ -6,13 +6,17 @@ a task wake-up and a read-timer re-arm per chunk), and on a shared core that que
 first-chunk time of new streams. Here a chunk goes from the upstream's socket to the sink in one
 callback, and the read timeout is one watchdog timer per request (docs/performance.md).
 
-One connection carries one request at a time; finished connections wait in a per-address idle
-list (newest first) and are closed after `idle_s`.
+One connection carries one request at a time, by the rules nginx, HAProxy and Envoy follow: a
+reply is delivered only to the request it answers; a byte beyond a complete reply, or one arriving
+while no request is waiting, discards the connection (it cannot be told which request it belongs
+to); so do a parse error, an upgrade and an HTTP/1.0 reply. Finished connections wait, reading,
+in a per-address idle list (newest first) and are closed after `idle_s`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import cast
@@ -20,8 +24,14 @@ from typing import cast
 import httptools
 
 # A sink takes each piece of the reply body as it arrives; True asks for the reading to pause
-# until `drain()` returns (the client is slower than the upstream).
+# until `drain()` returns (the client is slower than the upstream). It may raise UpstreamError
+# (e.g. an event larger than the relay allows), which ends the exchange as broken.
 Sink = Callable[[bytes], bool]
+
+# Body bytes held before a sink takes them: read_body() replies up to this size, and what a
+# streamed reply sends between its head and the start of relay(). Beyond it reading pauses.
+MAX_BUFFERED_BODY = 1 << 20
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class UpstreamError(Exception):
@@ -40,6 +50,10 @@ class UpstreamBroken(UpstreamError):
     """The connection ended, or carried something that is not HTTP, before the reply was complete."""
 
 
+class _BeyondTheReply(Exception):
+    """Raised inside the parser when bytes follow a complete reply: they stop the parsing there."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One TCP (or TLS) connection to one upstream address, and the exchange it is carrying."""
 
@@ -50,13 +64,18 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport: asyncio.Transport = None  # type: ignore[assignment]
         self._parser = httptools.HttpResponseParser(self)
         self._idle_timer: asyncio.TimerHandle | None = None
+        # Bytes came that no request asked for: the connection is never used again.
+        self._spoiled = False
         self._start_exchange(0.0)
+        self._complete = True  # until a request is sent, any byte from the upstream is one too many
 
     def _start_exchange(self, read_timeout_s: float) -> None:
         self.status = 0
         self.content_type: str | None = None
+        self.content_length: int | None = None
         self._framed = False  # Content-Length or chunked: otherwise the body ends with the connection
         self._body: list[bytes] = []
+        self._buffered = 0
         self._sink: Sink | None = None
         self._paused = False
         self._complete = False
@@ -78,30 +97,32 @@ class UpstreamConnection(asyncio.Protocol):
             await self._wait()
 
     async def read_body(self) -> bytes:
+        """The whole body of a reply known to be at most MAX_BUFFERED_BODY long."""
         while not self._complete:
+            if self._paused:
+                raise UpstreamBroken(f"the reply is longer than the {MAX_BUFFERED_BODY} bytes that can be held")
             await self._wait()
         return b"".join(self._body)
 
     async def relay(self, sink: Sink, drain: Callable[[], Awaitable[None]]) -> None:
         """Hand every body piece to `sink` as it arrives, until the reply is complete."""
         self._sink = sink
-        early, self._body = self._body, []
+        early, self._body, self._buffered = self._body, [], 0
         for piece in early:  # pieces that came with the head
             self.on_body(piece)
         while True:
             if self._paused:
                 await drain()
-                self._paused = False
                 self._last_read = self._loop.time()
-                if not self._complete:
-                    self._transport.resume_reading()
+                # Even after the reply's end: a connection that does not read cannot be pooled.
+                self._resume_reading()
             if self._complete:
                 return
             await self._wait()
 
     @property
     def reusable(self) -> bool:
-        return (self._complete and self._keep_alive and self._error is None
+        return (self._complete and self._keep_alive and self._error is None and not self._spoiled
                 and not self._transport.is_closing())
 
     def close(self) -> None:
@@ -112,12 +133,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def park(self, idle_s: float, on_expiry: Callable[[UpstreamConnection], None]) -> None:
         self._cancel_timers()
+        self._sink = None
+        # An idle connection must read, or it never sees the next reply (nor a stray byte).
+        self._resume_reading()
         self._idle_timer = self._loop.call_later(idle_s, on_expiry, self)
 
     def unpark(self) -> None:
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+
+    def _resume_reading(self) -> None:
+        if self._paused:
+            self._paused = False
+            self._transport.resume_reading()
 
     async def _wait(self) -> None:
         if self._error is None:
@@ -163,12 +192,30 @@ class UpstreamConnection(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
+        if self._complete:
+            self._spoil()  # nothing was asked: a stray reply, or the rest of one already delivered
+            return
         self._last_read = self._loop.time()
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserError as exc:
-            self._fail(UpstreamBroken(f"the upstream's reply is not valid HTTP/1.1 ({exc})"))
-            self._transport.abort()
+        except httptools.HttpParserCallbackError as exc:
+            if isinstance(exc.__context__, _BeyondTheReply):
+                self._spoil()
+            elif isinstance(exc.__context__, UpstreamError):
+                self._fail(exc.__context__)  # the sink's verdict on the reply
+                self._transport.abort()
+            else:
+                raise
+        except (httptools.HttpParserError, httptools.HttpParserUpgrade) as exc:
+            if self._complete:
+                self._spoil()  # e.g. bytes after a reply that said Connection: close
+            else:
+                self._fail(UpstreamBroken(f"the upstream's reply is not valid HTTP/1.1 ({exc})"))
+                self._transport.abort()
+
+    def _spoil(self) -> None:
+        self._spoiled = True
+        self._transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
         # The idle timer stays: it takes a parked connection that the upstream closed off the list.
@@ -182,15 +229,30 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- httptools callbacks ----------------------------------------------------------------
 
+    def on_message_begin(self) -> None:
+        if self._complete:
+            raise _BeyondTheReply()  # a second reply to one request
+
+    def on_status(self, reason: bytes) -> None:
+        # llhttp lets control characters through in the reason phrase; RFC 9112 does not.
+        if _CONTROL.search(reason):
+            raise UpstreamBroken("the upstream's status line holds control characters")
+
     def on_header(self, name: bytes, value: bytes) -> None:
         name = name.lower()
         if name == b"content-type":
             self.content_type = value.decode("latin-1")
-        elif name in (b"content-length", b"transfer-encoding"):
+        elif name == b"content-length":
+            self._framed = True
+            self.content_length = int(value) if value.isdigit() else None  # llhttp checks it; this only sizes buffers
+        elif name == b"transfer-encoding":
             self._framed = True
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if status == 101:
+            # Nothing asked for an upgrade; what follows would not be HTTP.
+            raise UpstreamBroken("the upstream switched protocols (101), which no request asks for")
         if status < 200:
             return  # 1xx (e.g. 103 Early Hints): informational, the real reply follows
         self.status = status
@@ -199,6 +261,11 @@ class UpstreamConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         if self._sink is None:
             self._body.append(body)
+            self._buffered += len(body)
+            if self._buffered > MAX_BUFFERED_BODY and not self._paused:
+                self._paused = True
+                self._transport.pause_reading()
+                self._wake()
         elif self._sink(body) and not self._paused:
             self._paused = True
             self._transport.pause_reading()
@@ -210,7 +277,8 @@ class UpstreamConnection(asyncio.Protocol):
             self._framed = False
             return
         self._complete = True
-        self._keep_alive = self._parser.should_keep_alive()
+        # HTTP/1.0 keep-alive is a convention, not a rule both sides can be held to.
+        self._keep_alive = self._parser.should_keep_alive() and self._parser.get_http_version() == "1.1"
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

@@ -161,6 +161,7 @@ class ClusterInstallation(pulumi.ComponentResource):
                     client_key_hashes={n: SecretKey(CLIENT_KEY_HASHES_SECRET, n) for n in secrets.client_key_hashes},
                     tolerated_taints=cluster.tolerated_taints,
                     depends_on=self.secrets.ready,
+                    origin_keep_alive_timeout_seconds=config.tunnel.keep_alive_timeout_seconds,
                 ),
                 in_cluster,
             )

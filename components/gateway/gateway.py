@@ -41,6 +41,9 @@ CONFIG_PATH = "/etc/gateway"
 GATEWAY_UID = 10001
 # How long the gateway keeps serving after SIGTERM while endpoints are removed (its drain_delay_s).
 DRAIN_DELAY_SECONDS = 5
+# The gateway keeps an idle connection open this much longer than cloudflared keeps it in its pool:
+# the side that closes first must be the client, or a request can be sent into a closing connection.
+KEEP_ALIVE_MARGIN_SECONDS = 10
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,8 @@ class GatewayArgs:
     client_key_hashes: dict[str, SecretKey]
     tolerated_taints: list[Taint]
     depends_on: list[pulumi.Resource]
+    # How long cloudflared keeps an idle connection to the gateway (the tunnel's keepAliveTimeout).
+    origin_keep_alive_timeout_seconds: int
 
 
 def env_name(*parts: str) -> str:
@@ -91,6 +96,7 @@ def gateway_config(args: GatewayArgs) -> dict:
         "cors_origins": list(settings.cors_origins),
         "max_body_bytes": settings.max_body_bytes,
         "upstream_read_timeout_s": settings.upstream_read_timeout_seconds,
+        "client_keepalive_timeout_s": args.origin_keep_alive_timeout_seconds + KEEP_ALIVE_MARGIN_SECONDS,
         "drain_grace_s": settings.drain_grace_seconds,
         "drain_delay_s": DRAIN_DELAY_SECONDS,
     }

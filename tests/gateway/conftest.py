@@ -45,8 +45,8 @@ def own_stub():
 def start_gateway(tmp_path):
     started = []
 
-    def start(config: dict, env: dict[str, str] | None = None) -> GatewayProcess:
-        process = GatewayProcess(config, tmp_path, {**BASE_ENV, **(env or {})})
+    def start(config: dict, env: dict[str, str] | None = None, open_files: int | None = None) -> GatewayProcess:
+        process = GatewayProcess(config, tmp_path, {**BASE_ENV, **(env or {})}, open_files)
         started.append(process)
         return process
 

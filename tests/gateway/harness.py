@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -32,7 +33,7 @@ def free_port() -> int:
 
 
 class GatewayProcess:
-    def __init__(self, config: dict, tmp_path: Path, env: dict[str, str] | None = None):
+    def __init__(self, config: dict, tmp_path: Path, env: dict[str, str] | None = None, open_files: int | None = None):
         self.port = free_port()
         self.metrics_port = free_port()
         config = {"listen": f"127.0.0.1:{self.port}", "metrics_listen": f"127.0.0.1:{self.metrics_port}",
@@ -42,7 +43,8 @@ class GatewayProcess:
         self.log = tmp_path / f"gateway-{self.port}.log"
         self._log_file = self.log.open("wb")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "--config", str(path)], cwd=ROOT,
-                                     env={**os.environ, **(env or {})}, stdout=self._log_file, stderr=subprocess.STDOUT)
+                                     env={**os.environ, **(env or {})}, stdout=self._log_file, stderr=subprocess.STDOUT,
+                                     preexec_fn=(lambda: _limit_open_files(open_files)) if open_files else None)
         self.url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 15
         while True:
@@ -97,6 +99,18 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log_file.close()
+
+
+def wait_for(predicate, timeout_s: float = 5.0):
+    """The predicate's first true value, polled until `timeout_s`; its last value after that."""
+    deadline = time.monotonic() + timeout_s
+    while not (found := predicate()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return found
+
+
+def _limit_open_files(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
 
 
 def base_config(chat_upstreams: list[str], other_upstreams: list[str]) -> dict:

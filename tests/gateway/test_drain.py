@@ -8,7 +8,7 @@ import time
 import urllib.error
 import urllib.request
 
-from tests.gateway.harness import KEYS, sha256
+from tests.gateway.harness import KEYS, sha256, wait_for
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -74,3 +74,21 @@ def test_grace_period_bounds_the_drain(stub, start_gateway):
     gateway.proc.send_signal(signal.SIGTERM)
     assert gateway.proc.wait(5) == 0
     assert 0.9 < time.monotonic() - sigterm_at < 3
+
+
+def test_drain_with_a_delay_ends_inside_its_grace_with_streams_in_flight(stub, start_gateway):
+    # aiohttp's own shutdown waited its timeout twice: delay + 2 x (grace - delay), 3.5 s here.
+    stub.state.behaviour.chunks = 400
+    stub.state.behaviour.chunk_delay_s = 0.05  # 20 s streams: still running when the grace ends
+    grace = 2.0
+    gateway = start_gateway(config(stub, drain_grace_s=grace, drain_delay_s=0.5))
+    client = gateway.client()
+    streams = [client.chat.completions.create(model="m", messages=MESSAGES, stream=True) for _ in range(3)]
+    for stream in streams:
+        next(iter(stream))
+    sigterm_at = time.monotonic()
+    gateway.proc.send_signal(signal.SIGTERM)
+    assert gateway.proc.wait(10) == 0
+    assert time.monotonic() - sigterm_at < grace + 0.5
+    # The streams were cut at the end of the grace, and with them the upstream requests.
+    assert wait_for(lambda: len(stub.state.cancelled) == 3)

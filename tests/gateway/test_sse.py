@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
+
+import pytest
 
 from gateway.metrics import CLIENT_CLOSED, Outcome
-from gateway.sse import SseRelay
+from gateway.sse import MAX_EVENT_BYTES, SseRelay
+from gateway.upstream_client import UpstreamBroken
 
 
 class Transport:
@@ -82,3 +86,22 @@ def test_usage_chunk_is_counted_and_dropped_when_the_client_did_not_ask():
         sse.feed(token("a") + usage + b"data: [DONE]\n\n")
         assert (outcome.prompt_tokens, outcome.completion_tokens) == (5, 3)
         assert (b'"usage"' in transport.written) is kept
+
+
+def test_long_event_arriving_in_small_pieces_costs_linear_time():
+    sse, transport, _ = relay()
+    long_event = b"data: " + b"x" * (900 * 1024) + b"\n\n"
+    started = time.process_time()
+    for start in range(0, len(long_event), 64):  # 14,400 pieces: re-joining each time would copy gigabytes
+        sse.feed(long_event[start:start + 64])
+    assert time.process_time() - started < 2.0
+    assert transport.written == b"%x\r\n%b\r\n" % (len(long_event), long_event)
+
+
+def test_event_larger_than_the_maximum_breaks_the_stream():
+    sse, transport, _ = relay()
+    piece = b"x" * 65536
+    with pytest.raises(UpstreamBroken, match="larger than"):
+        for _ in range(MAX_EVENT_BYTES // len(piece) + 2):
+            sse.feed(piece)
+    assert transport.written == b""

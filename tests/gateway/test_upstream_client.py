@@ -12,58 +12,9 @@ import trustme
 
 from gateway.upstream_client import NotConnected, UpstreamBroken, UpstreamClient, UpstreamTimeout
 from tests.gateway.harness import free_port
+from tests.gateway.scripted_upstream import HEAD_CHUNKED, ScriptedUpstream, chunk, reply
 
 REQUEST = b"POST /v1/chat/completions HTTP/1.1\r\nHost: up\r\nContent-Length: 2\r\n\r\n{}"
-HEAD_CHUNKED = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
-
-
-def chunk(data: bytes) -> bytes:
-    return b"%x\r\n%b\r\n" % (len(data), data)
-
-
-class ScriptedUpstream:
-    """Answers each request with `script(writer)`, a coroutine that writes the reply; it returns
-    False to close the connection after it."""
-
-    def __init__(self, script):
-        self.script = script
-        self.connections = 0
-        self.closed_by_peer = 0
-        self.requests: list[bytes] = []
-
-    async def __aenter__(self):
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.address = ("127.0.0.1", self.server.sockets[0].getsockname()[1], None)
-        return self
-
-    async def __aexit__(self, *exc):
-        self.server.close()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.connections += 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
-                                  if line.lower().startswith(b"content-length")))
-                self.requests.append(head + await reader.readexactly(length))
-                if await self.script(writer) is False:
-                    break
-        except asyncio.IncompleteReadError as exc:
-            if not exc.partial:
-                self.closed_by_peer += 1
-        except ConnectionError:
-            self.closed_by_peer += 1
-        finally:
-            writer.close()
-
-
-def reply(data: bytes, keep_open: bool = True):
-    async def script(writer):
-        writer.write(data)
-        await writer.drain()
-        return keep_open
-    return script
 
 
 def run(coroutine):
@@ -298,6 +249,54 @@ def test_full_sink_pauses_reading_until_drained():
     body, drains, delivered_while_draining = run(scenario())
     assert body == b"".join(b"data: %d\n\n" % index for index in range(sent))
     assert drains >= 5 and delivered_while_draining == 0
+
+
+def test_connection_pooled_while_paused_reads_the_next_reply():
+    whole_stream = HEAD_CHUNKED + chunk(b"data: 1\n\n") + chunk(b"data: [DONE]\n\n") + b"0\r\n\r\n"
+
+    async def no_room_yet():
+        await asyncio.sleep(0)
+
+    async def scenario():
+        # The whole stream comes in one read, and the client's buffer is full at its last piece:
+        # reading pauses, and the reply is complete while it is paused.
+        async with ScriptedUpstream(reply(whole_stream)) as up:
+            client = UpstreamClient(1, 2, idle_s=5)
+            first = await client.send(up.address, REQUEST)
+            await first.relay(lambda data: True, no_room_yet)
+            client.release(first)
+            started = time.monotonic()
+            second = await client.send(up.address, REQUEST)
+            pieces: list[bytes] = []
+            await second.relay(lambda data: pieces.append(data) and False, no_room_yet)
+            client.close()
+            return second is first, time.monotonic() - started, b"".join(pieces)
+
+    reused, elapsed, received = run(scenario())
+    assert reused and received == b"data: 1\n\ndata: [DONE]\n\n"
+    assert elapsed < 1.5, "the pooled connection did not read the next reply"
+
+
+def test_bytes_on_an_idle_connection_discard_it():
+    async def script(writer):
+        writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+        await asyncio.sleep(0.1)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstray")  # for no request
+        return True
+
+    async def scenario():
+        async with ScriptedUpstream(script) as up:
+            client = UpstreamClient(1, 1, idle_s=5)
+            connection = await client.send(up.address, REQUEST)
+            await connection.read_body()
+            client.release(connection)
+            await asyncio.sleep(0.3)
+            second = await client.send(up.address, REQUEST)
+            status = second.status
+            client.close()
+            return status, up.request_connections
+
+    assert run(scenario()) == (204, [1, 2])
 
 
 # --- https upstreams -------------------------------------------------------------------------

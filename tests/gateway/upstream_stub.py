@@ -148,7 +148,7 @@ class Replica:
             await response.write(b"data: [DONE]\n\n")
             if behaviour.end_delay_s:
                 await asyncio.sleep(behaviour.end_delay_s)
-        except (ConnectionResetError, asyncio.CancelledError):
+        except (ConnectionError, asyncio.CancelledError):
             self.state.cancelled.append(self.name)
             raise
         self.state.completed_streams += 1

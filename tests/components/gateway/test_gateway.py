@@ -11,7 +11,7 @@ import yaml
 from gateway.config import parse_config, resolve_secrets
 from offline.render import unwrap
 from tests.conftest import stack_run
-from tests.helpers import AWS_SECRET_VERSION, ingress_rules, k8s_resource, objects, plain, pod_spec
+from tests.helpers import AWS_SECRET_VERSION, TUNNEL_CONFIG, ingress_rules, k8s_resource, objects, plain, pod_spec
 
 
 @pytest.fixture(scope="module")
@@ -111,3 +111,11 @@ def test_same_client_keys_in_every_cluster(prod):
         return external["spec"]["data"]
 
     assert hashes_ref("blue") == hashes_ref("green")
+
+
+def test_gateway_keeps_idle_connections_longer_than_cloudflared(prod):
+    # cloudflared must be the side that closes an idle connection, or it can send a request into
+    # one the gateway is closing at that moment.
+    origin_request = plain(prod.one(TUNNEL_CONFIG, "tunnel-blue-config"))["config"]["originRequest"]
+    config = parse_config(rendered_config(prod, "blue"))
+    assert config.client_keepalive_timeout_s > origin_request["keepAliveTimeout"]
