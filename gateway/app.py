@@ -85,7 +85,7 @@ class GatewayApp:
         client = UpstreamClient(connect_timeout_s=self.config.upstream_connect_timeout_s,
                                 read_timeout_s=self.config.upstream_read_timeout_s, idle_s=_UPSTREAM_IDLE_S)
         try:
-            self._forwarder = Forwarder(client, self.metrics, self._upstream_keys)
+            self._forwarder = Forwarder(client, self.metrics, self._upstream_keys, self.config.edge_first_byte_timeout_s)
             dns_pools = [pool for pool in self.pools.values() if pool.needs_dns]
             refresher = None
             if dns_pools:

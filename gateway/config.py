@@ -112,6 +112,12 @@ class GatewayConfig(_Strict):
     max_body_bytes: PositiveInt = 4 * 1024 * 1024
     upstream_connect_timeout_s: PositiveFloat = 5.0
     upstream_read_timeout_s: PositiveFloat = 300.0
+    # Cloudflare answers 524 when a reply has not started within its proxy read timeout (100 s on
+    # non-Enterprise plans: https://developers.cloudflare.com/support/troubleshooting/http-status-codes/cloudflare-5xx-errors/error-524/),
+    # while the GPU keeps generating for nobody. A non-streaming request that came through
+    # Cloudflare (it carries Cf-Ray) is answered 504 `edge_timeout` after this instead, and the
+    # upstream request is cancelled. Streams are never cut: each event restarts Cloudflare's clock.
+    edge_first_byte_timeout_s: PositiveFloat | None = None
     upstream_dns_refresh_s: PositiveFloat = 10.0
     client_header_timeout_s: PositiveFloat = 10.0
     client_body_timeout_s: PositiveFloat = 60.0

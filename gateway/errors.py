@@ -96,6 +96,12 @@ def no_upstream(model: str) -> web.Response:
                           "upstream_error", "no_upstream", headers={"Retry-After": "5"})
 
 
+def edge_timeout(model: str, seconds: float) -> web.Response:
+    return error_response(504, f"Model '{model}' took longer than {seconds:g}s to answer, and Cloudflare gives up on a reply "
+                          "that has not started after about 100 s: send the request with \"stream\": true, whose events "
+                          "keep the reply alive however long it takes.", "upstream_error", "edge_timeout")
+
+
 def upstream_timeout(model: str) -> web.Response:
     return error_response(504, f"The upstream of model '{model}' did not answer in time.", "upstream_error",
                           "upstream_timeout")

@@ -7,6 +7,7 @@ type, the Host of the configured upstream and that model's own upstream key.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
@@ -28,15 +29,19 @@ from .upstream_client import (
 from .upstreams import Endpoint, UpstreamPool
 
 _INCLUDE_USAGE = b',"stream_options":{"include_usage":true}}'
+# Set by Cloudflare on every request it proxies (so, through the tunnel).
+_CF_RAY = "Cf-Ray"
 _JSON_SPACE = b" \t\r\n"
 # Replies with these statuses count against the upstream's passive health.
 _UNHEALTHY_STATUSES = frozenset((502, 503, 504))
 
 
 class Forwarder:
-    def __init__(self, client: UpstreamClient, metrics: Metrics, upstream_keys: dict[str, str]):
+    def __init__(self, client: UpstreamClient, metrics: Metrics, upstream_keys: dict[str, str],
+                 edge_first_byte_timeout_s: float | None = None):
         self._client = client
         self._metrics = metrics
+        self._edge_timeout_s = edge_first_byte_timeout_s
         # resolve_secrets() admits only printable ASCII without spaces: safe in a header line.
         self._auth_lines = {model: f"Authorization: Bearer {key}\r\n".encode("ascii")
                             for model, key in upstream_keys.items()}
@@ -54,7 +59,16 @@ class Forwarder:
                 body = _ask_for_usage(body, payload, options)
 
         started = time.monotonic()
-        sent = await self._send(request.path, pool, body)
+        edge_bound = self._edge_timeout_s if not stream and _CF_RAY in request.headers else None
+        if edge_bound is None:  # no timer on the usual path: it costs microseconds a request
+            sent = await self._send(request.path, pool, body)
+        else:
+            try:
+                async with asyncio.timeout(edge_bound):
+                    sent = await self._send(request.path, pool, body)
+            except TimeoutError:
+                # _send closed the upstream connection on the way out: vLLM sees it and stops generating.
+                return errors.edge_timeout(model, edge_bound)
         if isinstance(sent, web.Response):
             return sent
         upstream, endpoint = sent

@@ -33,5 +33,8 @@ class GatewaySettings(Model):
     cors_origins: list[Annotated[str, Field(pattern=r"^https?://[a-z0-9.-]+(:[0-9]+)?$")]] = Field(default_factory=list)
     max_body_bytes: Annotated[int, Field(ge=1024)] = 4 * 1024 * 1024
     upstream_read_timeout_seconds: Annotated[int, Field(ge=1, le=3600)] = 300
+    # A non-streaming reply that has not started by then is answered 504 `edge_timeout` (stream
+    # instead) before Cloudflare's 524 at ~100 s; checked against the plan in config/plans.py.
+    edge_first_byte_timeout_seconds: Annotated[int, Field(ge=1, le=6000)] = 95
     drain_grace_seconds: Annotated[int, Field(ge=1, le=600)] = 30
     resources: Resources = Resources(cpu_request="250m", memory_request="128Mi", cpu_limit="1", memory_limit="512Mi")

@@ -53,6 +53,13 @@ MONITOR_MIN_INTERVAL: dict[Plan, int] = {"free": 60, "pro": 60, "business": 60, 
 # means "every Cloudflare data center" and `ALL_REGIONS` is "ENTERPRISE customers only".
 ENTERPRISE_ONLY_REGIONS = ("ALL_REGIONS",)
 
+# Cloudflare answers 524 when the origin has not started a reply within the Proxy Read Timeout:
+# 100 s, which "Enterprise customers can increase ... up to 6,000 seconds"
+# (https://developers.cloudflare.com/fundamentals/reference/connection-limits/; the 524 page says
+# 120 s, the lower one holds for both).
+PROXY_READ_TIMEOUT_S = 100
+
+
 # Webhook destinations of notifications: "This feature is only available if your account has at
 # least one zone with a pro plan or above."
 # (https://developers.cloudflare.com/notifications/get-started/configure-webhooks/)
@@ -98,7 +105,16 @@ def certificate_hosts(config: StackSettings) -> list[str]:
 def plan_problems(config: StackSettings) -> list[Problem]:
     """Every feature the config uses that its zone's plan (and add-ons) lacks, one problem each."""
     return [*_rate_limit_problems(config), *_load_balancer_problems(config), *_certificate_problems(config),
-            *_notification_problems(config)]
+            *_notification_problems(config), *_edge_timeout_problems(config)]
+
+
+def _edge_timeout_problems(config: StackSettings) -> list[Problem]:
+    bound, plan = config.gateway.edge_first_byte_timeout_seconds, config.cloudflare.plan
+    if plan == "enterprise" or bound < PROXY_READ_TIMEOUT_S:
+        return []
+    return [("gateway.edgeFirstByteTimeoutSeconds", bound,
+             f"must be below Cloudflare's {PROXY_READ_TIMEOUT_S} s proxy read timeout on the {plan} plan, or clients get "
+             "Cloudflare's 524 instead of the gateway's advice to stream")]
 
 
 def _rate_limit_problems(config: StackSettings) -> list[Problem]:

@@ -96,6 +96,7 @@ def gateway_config(args: GatewayArgs) -> dict:
         "cors_origins": list(settings.cors_origins),
         "max_body_bytes": settings.max_body_bytes,
         "upstream_read_timeout_s": settings.upstream_read_timeout_seconds,
+        "edge_first_byte_timeout_s": settings.edge_first_byte_timeout_seconds,
         "client_keepalive_timeout_s": args.origin_keep_alive_timeout_seconds + KEEP_ALIVE_MARGIN_SECONDS,
         "drain_grace_s": settings.drain_grace_seconds,
         "drain_delay_s": DRAIN_DELAY_SECONDS,

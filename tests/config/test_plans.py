@@ -134,3 +134,10 @@ def test_every_stack_file_states_its_plan():
     for path in sorted(ROOT.glob("Pulumi.*.yaml")):
         cloudflare = yaml.safe_load(path.read_text())["config"]["llm-edge:cloudflare"]
         assert cloudflare.get("plan") in PLANS, f"{path.name} does not state cloudflare.plan"
+
+
+def test_the_gateways_edge_bound_stays_below_cloudflares_read_timeout():
+    [line] = errors_of(on("business", traffic=flat(), gateway={"edgeFirstByteTimeoutSeconds": 100}))
+    assert line.startswith("llm-edge:gateway.edgeFirstByteTimeoutSeconds: must be below Cloudflare's 100 s proxy read timeout")
+    config = parse_stack_config("dev", on("enterprise", traffic=flat(), gateway={"edgeFirstByteTimeoutSeconds": 900}))
+    assert config.gateway.edge_first_byte_timeout_seconds == 900

@@ -44,7 +44,7 @@ class Behaviour:
 class StubState:
     behaviour: Behaviour = field(default_factory=Behaviour)
     seen: list[Seen] = field(default_factory=list)
-    cancelled: list[str] = field(default_factory=list)  # replica names whose stream the caller cut off
+    cancelled: list[str] = field(default_factory=list)  # replica names whose reply the caller cut off
     completed_streams: int = 0
     in_flight: dict[str, int] = field(default_factory=dict)
 
@@ -108,6 +108,8 @@ class Replica:
             delay = behaviour.replica_delay_s.get(self.name, behaviour.reply_delay_s)
             if delay:
                 await asyncio.sleep(delay)
+                if request.transport is None or request.transport.is_closing():
+                    state.cancelled.append(self.name)  # the caller gave up while this one "generated"
             return web.json_response(self._reply(request.path, body))
         finally:
             state.in_flight[self.name] -= 1

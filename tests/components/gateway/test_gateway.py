@@ -30,6 +30,8 @@ def test_rendered_config_is_valid_for_the_gateway_and_every_env_var_it_names_is_
     assert config.models["qwen2.5-72b-instruct"].upstreams == ["http://vllm-qwen-2-5-72b.llm-edge.svc.cluster.local:8000"]
     assert config.models["llama3.2:3b"].upstreams == ["http://10.20.0.15:11434"]
     assert config.cors_origins == ["https://app.example.com"]
+    # Cloudflare cuts a reply not started within 100 s (524): the gateway answers first.
+    assert config.edge_first_byte_timeout_s == 95
     [container] = pod_spec(prod, "gateway", "blue")["containers"]
     # The API and /metrics listen where the container declares them (metrics off the tunnel's port).
     ports = {p["name"]: p["containerPort"] for p in container["ports"]}
