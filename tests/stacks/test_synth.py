@@ -37,6 +37,11 @@ def test_synth_writes_resources_outputs_and_manifests(tmp_path):
     assert version["inputs"]["secretString"] == "[secret]"
     deployment = by_name[("kubernetes:apps/v1:Deployment", "dev-connector-deployment")]
     assert deployment["parent"] == "dev-connector" and deployment["provider"] == "dev"
+    # The options that change what the engine does are in the render for a reviewer: vLLM is awaited
+    # for its startup budget (30 min in dev) plus the pod start, not pulumi-kubernetes' 10 minutes.
+    vllm = by_name[("kubernetes:apps/v1:Deployment", "dev-vllm-qwen-0-5b-deployment")]
+    assert vllm["options"]["customTimeouts"] == {"create": "45m", "update": "45m"}
+    assert "dev-secrets-cloudflared-token" in deployment["options"]["dependsOn"]
     text = (tmp_path / "dev" / "resources.json").read_text() + (tmp_path / "dev" / "outputs.json").read_text()
     assert "offline-token-" not in text and "AAAA" not in text
     outputs = json.loads((tmp_path / "dev" / "outputs.json").read_text())
