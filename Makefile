@@ -7,12 +7,30 @@ PY := $(VENV)/bin/python
 STACK ?= dev
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt gateway/requirements.txt gateway/constraints.txt | sha256sum | cut -c1-12)
 
-.PHONY: synth preflight test lint policy tools clean
+.PHONY: synth preflight test vllm-venv lint policy tools clean
 
 $(STAMP): requirements.txt requirements-dev.txt gateway/requirements.txt gateway/constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c gateway/constraints.txt
 	@rm -f $(VENV)/.installed-* && touch $@
+
+# vLLM (CPU build) in a venv of its own, about 3.4 GB: tests/vllm starts its server from here.
+VLLM_VENV ?= .venv-vllm
+VLLM_PY := $(VLLM_VENV)/bin/python
+VLLM_STAMP := $(VLLM_VENV)/.installed-$(shell sha256sum requirements-vllm.txt | cut -c1-12)
+# torch's +cpu wheels live on PyTorch's index, not on PyPI.
+VLLM_TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
+$(VLLM_STAMP): requirements-vllm.txt
+	@echo "building the vLLM venv $(VLLM_VENV) (about 3.4 GB; a few minutes)"
+	@test -x $(VLLM_PY) || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PY) -m pip install --quiet --disable-pip-version-check --no-deps --extra-index-url $(VLLM_TORCH_INDEX) \
+		"$$(grep '^torch==' requirements-vllm.txt)"
+	$(VLLM_PY) -m pip install --quiet --disable-pip-version-check -r requirements-vllm.txt
+	$(VLLM_PY) -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	@rm -f $(VLLM_VENV)/.installed-* && touch $@
+
+vllm-venv: $(VLLM_STAMP)
 
 # SET: space-separated config overrides for this render only, with the path syntax of
 # `pulumi config set --path`, e.g. make synth STACK=prod SET='traffic.active=green'
