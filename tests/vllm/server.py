@@ -16,6 +16,9 @@ from tests.gateway.harness import free_port
 MODEL = "tiny-llama"
 # vLLM's own key (`--api-key`): only the gateway holds it, as in the cluster.
 VLLM_KEY = "sk-vllm-upstream-key"
+# The gateway's one client (conftest.py: gateway), allowed every model.
+CLIENT = "vllm-layer"
+CLIENT_KEY = "sk-test-vllm-layer"
 # How long vLLM may take to answer /health: 40-70 s on 2 cores here, mostly imports.
 START_TIMEOUT_S = 300
 STOP_TIMEOUT_S = 30
