@@ -18,8 +18,11 @@ pytestmark = [pytest.mark.vllm, pytest.mark.timeout(START_TIMEOUT_S + 60)]
 MESSAGES = [{"role": "user", "content": "hello world"}]
 PROMPT = "the quick brown fox"
 MAX_TOKENS = 8
-# Random weights may pick the end-of-sequence token at any step: every reply is MAX_TOKENS long.
-FIXED_LENGTH = {"ignore_eos": True}
+# vLLM's own request fields. ignore_eos: random weights may pick the end-of-sequence token at any
+# step, so every reply is max_tokens long. return_token_ids: each chunk says its tokens, as
+# chunks do not count them (vLLM merges the tokens of several steps into one chunk when its HTTP
+# side falls behind the engine).
+EXTRA_BODY = {"ignore_eos": True, "return_token_ids": True}
 
 
 @dataclass
@@ -58,7 +61,7 @@ def route(request) -> Route:
 
 def test_chat_completion(route):
     before = route.tokens()
-    reply = route.client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS, extra_body=FIXED_LENGTH)
+    reply = route.client.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS, extra_body=EXTRA_BODY)
     assert reply.model == MODEL
     assert reply.choices[0].message.role == "assistant"
     assert reply.choices[0].finish_reason == "length"
@@ -69,11 +72,11 @@ def test_chat_stream_with_usage(route):
     before = route.tokens()
     chunks = list(route.client.chat.completions.create(
         model=MODEL, messages=MESSAGES, max_tokens=MAX_TOKENS, stream=True, stream_options={"include_usage": True},
-        extra_body=FIXED_LENGTH))
+        extra_body=EXTRA_BODY))
     *content, usage_chunk = chunks
-    # A role chunk, one chunk per token, then the usage chunk the client asked for.
+    # A role chunk, the tokens, then the usage chunk the client asked for.
     assert content[0].choices[0].delta.role == "assistant"
-    assert len(content) == 1 + MAX_TOKENS
+    assert len(_token_ids(chunk.model_dump() for chunk in content)) == MAX_TOKENS
     assert content[-1].choices[0].finish_reason == "length"
     assert all(chunk.usage is None for chunk in content)
     assert usage_chunk.choices == []
@@ -82,7 +85,7 @@ def test_chat_stream_with_usage(route):
 
 def test_completion(route):
     before = route.tokens()
-    reply = route.client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=MAX_TOKENS, extra_body=FIXED_LENGTH)
+    reply = route.client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=MAX_TOKENS, extra_body=EXTRA_BODY)
     assert reply.model == MODEL
     assert reply.choices[0].finish_reason == "length"
     route.check_usage(before, reply.usage)
@@ -117,23 +120,38 @@ def test_gateway_sends_vllms_key(gateway: GatewayProcess, vllm: VllmServer):
 
 @pytest.mark.parametrize("endpoint", ["chat", "completions"])
 def test_stream_through_gateway_equals_vllms(gateway: GatewayProcess, vllm: VllmServer, endpoint):
-    """Greedy decoding with a seed gives the same tokens twice; the gateway must relay them unchanged."""
+    """Greedy decoding with a seed gives the same tokens twice; the gateway must relay them unchanged.
 
-    def stream(client: openai.OpenAI) -> list[dict]:
+    Compared: the token ids, the text, the finish reasons, the prompt's token ids and the usage
+    chunk (but its id and creation time). Not the chunk boundaries: they are vLLM's timing (EXTRA_BODY).
+    """
+
+    def stream(client: openai.OpenAI) -> dict:
         options = {"model": MODEL, "max_tokens": 24, "temperature": 0, "seed": 7, "stream": True,
-                   "stream_options": {"include_usage": True}, "extra_body": {**FIXED_LENGTH, "return_token_ids": True}}
+                   "stream_options": {"include_usage": True}, "extra_body": EXTRA_BODY}
         if endpoint == "chat":
-            chunks = client.chat.completions.create(messages=MESSAGES, **options)
+            chunks = [chunk.model_dump() for chunk in client.chat.completions.create(messages=MESSAGES, **options)]
+            text = [choice["delta"]["content"] for chunk in chunks for choice in chunk["choices"]]
         else:
-            chunks = client.completions.create(prompt=PROMPT, **options)
-        # Only the id (vLLM makes a new one per request) and the creation time may differ.
-        return [chunk.model_dump(exclude={"id", "created"}) for chunk in chunks]
+            chunks = [chunk.model_dump() for chunk in client.completions.create(prompt=PROMPT, **options)]
+            text = [choice["text"] for chunk in chunks for choice in chunk["choices"]]
+        choices = [choice for chunk in chunks for choice in chunk["choices"]]
+        return {"token_ids": _token_ids(chunks), "text": "".join(part or "" for part in text),
+                "finish_reasons": [choice["finish_reason"] for choice in choices if choice["finish_reason"]],
+                "prompt_token_ids": [ids for item in chunks + choices if (ids := item.get("prompt_token_ids"))],
+                "usage_chunk": {key: value for key, value in chunks[-1].items() if key not in ("id", "created")}}
 
     direct = stream(vllm.client())
     through = stream(gateway.client(CLIENT_KEY))
-    generated = [token for chunk in direct for choice in chunk["choices"] for token in choice.get("token_ids") or []]
-    assert len(generated) == 24
+    assert len(direct["token_ids"]) == 24
+    assert direct["prompt_token_ids"]
+    assert direct["usage_chunk"]["usage"]["completion_tokens"] == 24
     assert through == direct
+
+
+def _token_ids(chunks) -> list[int]:
+    """The generated token ids of a stream's chunks (model_dump()s), in order."""
+    return [token for chunk in chunks for choice in chunk["choices"] for token in choice.get("token_ids") or []]
 
 
 def _wait_for(read, value: float, timeout_s: float = 2.0) -> float:
