@@ -9,6 +9,7 @@ import pytest
 
 from gateway.metrics import CLIENT_CLOSED, Outcome
 from gateway.sse import MAX_EVENT_BYTES, SseRelay
+from gateway.stream_request import StreamPlan
 from gateway.upstream_client import UpstreamBroken
 
 
@@ -36,11 +37,11 @@ def event(obj: object) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
-def relay(client_wants_usage: bool = False) -> tuple[SseRelay, Transport, Outcome]:
+def relay(client_wants_usage: bool = False, **plan) -> tuple[SseRelay, Transport, Outcome]:
     transport, outcome = Transport(), Outcome()
     outcome.status = 200
-    sse = SseRelay(transport, writer=None, client_wants_usage=client_wants_usage,
-                   outcome=outcome, on_first_chunk=lambda: None)
+    stream = StreamPlan(b"", usage_chunk=client_wants_usage, chunk_usage=client_wants_usage, **plan)
+    sse = SseRelay(transport, writer=None, plan=stream, outcome=outcome, on_first_chunk=lambda: None)
     return sse, transport, outcome
 
 
