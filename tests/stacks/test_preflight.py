@@ -62,6 +62,7 @@ def test_each_cluster_lists_its_vendor_operators_storage_and_pod_security():
         assert "a Prometheus selecting release=kube-prometheus-stack" in text
         assert "namespace llm-edge: Pod Security baseline enforced" in text
     assert "storage class efs-models offering ReadWriteMany" in blue
+    assert "dashboard sidecar watching ConfigMaps labelled grafana_dashboard=1" in blue
     # green is AKS: its own storage class, and no IRSA role for External Secrets.
     assert "storage class azurefile-csi-premium offering ReadWriteMany" in green
     assert "controller's own AWS credentials" in green and "controller's own AWS credentials" not in blue
