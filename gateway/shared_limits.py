@@ -1,0 +1,296 @@
+"""Per-client rpm and tpm kept in Redis or Valkey, so they hold across replicas and clusters.
+
+Every replica that points at the same store shares one budget per client. The arithmetic is the
+local buckets' (gateway/limits.py) in GCRA form: each limit is one key holding its "theoretical
+arrival time" (TAT), the instant the bucket would be full again, with a TTL that ends exactly
+then (an absent key is a full bucket). Time is the store's own (`TIME`), so the replicas' clocks
+do not matter. One Lua script admits and charges atomically.
+
+Calls are batched: what requests ask while a call is in flight (admissions, token charges after
+replies) goes to the store together in the next call, one EVALSHA over one connection. So each
+request costs at most one round trip, and under load far less: at 32 concurrent requests a call
+carries a dozen of them.
+
+The store slow or down never fails a request: a call that takes longer than `timeout_ms` (or
+errors) marks the store down; that batch and every request after it are decided by local buckets
+holding `limit / fallback_replicas` each, without waiting for the store, until a probe in the
+background reaches it again (every half second). `gateway_limit_store_up` and
+`gateway_limit_store_errors_total` show it.
+
+Only client names (from the config) and numbers are stored: never a key or its hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Iterable
+
+from redis.asyncio import Connection, ConnectionPool
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import TimeoutError as StoreTimeout
+
+from .config import ClientSettings, SharedLimitsSettings
+from .limits import REQUESTS_PER_MINUTE, TOKENS_PER_MINUTE, ClientLimits
+from .metrics import Metrics
+
+log = logging.getLogger("gateway")
+
+KEY_PREFIX = "llm-edge:limits:"
+# The probe that brings a store back is not on any request's path: it may wait longer.
+PROBE_INTERVAL_S = 0.5
+PROBE_TIMEOUT_S = 1.0
+# An operation's token count when it is an admission rather than a charge.
+_ADMIT = b"-1"
+_REFUSED = {1: REQUESTS_PER_MINUTE, 2: TOKENS_PER_MINUTE}
+
+# KEYS: the rpm and tpm key of each operation. ARGV: its rpm, tpm (0: no such limit) and either
+# the tokens to charge, or -1 to admit one request. Returns, for each admission in order, the
+# refusing limit (0 none, 1 rpm, 2 tpm) and the seconds until it would admit.
+SCRIPT = """
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
+local window = 60000000
+local function tat_of(key)
+  local stored = redis.call('GET', key)
+  if stored then return math.max(tonumber(stored), now) end
+  return now
+end
+local function store(key, tat)
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+end
+local results = {}
+for i = 1, #KEYS / 2 do
+  local rpm, tpm, tokens = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
+  local rpm_key, tpm_key = KEYS[2 * i - 1], KEYS[2 * i]
+  if tokens >= 0 then
+    if tpm > 0 and tokens > 0 then store(tpm_key, tat_of(tpm_key) + tokens * window / tpm) end
+  else
+    local refused, wait = 0, 0
+    -- Any balance of one token admits: the request's cost is only known after its reply.
+    if tpm > 0 then
+      local over = tat_of(tpm_key) + window / tpm - now - window
+      if over > 0 then refused, wait = 2, over end
+    end
+    if refused == 0 and rpm > 0 then
+      local tat = tat_of(rpm_key) + window / rpm
+      local over = tat - now - window
+      if over > 0 then refused, wait = 1, over else store(rpm_key, tat) end
+    end
+    results[#results + 1] = refused
+    results[#results + 1] = math.ceil(wait / 1000000)
+  end
+end
+return results
+"""
+
+
+class SharedClientLimits:
+    """One client's limits in the store, and its local share for when the store is away."""
+
+    __slots__ = ("name", "limited", "local", "keys", "limit_args", "_store")
+
+    def __init__(self, store: LimitStore, client: ClientSettings, fallback_replicas: int):
+        self.name = client.name
+        self.limited = bool(client.rpm or client.tpm)
+        self._store = store
+        self.local = ClientLimits(_share(client.rpm, fallback_replicas), _share(client.tpm, fallback_replicas))
+        self.keys = (f"{KEY_PREFIX}{client.name}:rpm".encode(), f"{KEY_PREFIX}{client.name}:tpm".encode())
+        self.limit_args = (b"%d" % (client.rpm or 0), b"%d" % (client.tpm or 0))
+
+    async def admit(self) -> tuple[str, int] | None:
+        """As ClientLimits.admit, decided by the store (or the local share while it is away)."""
+        if not self.limited:
+            return None
+        return await self._store.admit(self)
+
+    def charge_tokens(self, tokens: int) -> None:
+        if self.limited and tokens:
+            self._store.charge(self, tokens)
+
+
+def _share(limit: int | None, replicas: int) -> int | None:
+    return math.ceil(limit / replicas) if limit else None
+
+
+class _Admission:
+    __slots__ = ("client", "future")
+
+    def __init__(self, client: SharedClientLimits, future: asyncio.Future):
+        self.client = client
+        self.future = future
+
+
+class _Charge:
+    __slots__ = ("client", "tokens")
+
+    def __init__(self, client: SharedClientLimits, tokens: int):
+        self.client = client
+        self.tokens = tokens
+
+
+_Operation = _Admission | _Charge
+
+
+class LimitStore:
+    """The connection to the store, the batches sent over it, and whether it is up."""
+
+    def __init__(self, settings: SharedLimitsSettings, url: str, password: str | None, metrics: Metrics):
+        assert metrics.limit_store_up is not None and metrics.limit_store_errors is not None, "Metrics(limit_store=True)"
+        self._timeout_s = settings.timeout_ms / 1000
+        # redis-py's connection (connect, AUTH, SELECT, TLS for rediss://, RESP, the hiredis
+        # parser) without its command layer: one connection carries every batch, and the
+        # timeout is this module's, around the whole call. No retries: a failed call is decided
+        # locally at once.
+        self._connection: Connection = ConnectionPool.from_url(
+            url, password=password, socket_timeout=None, socket_connect_timeout=PROBE_TIMEOUT_S,
+            retry=Retry(NoBackoff(), 0), client_name="llm-edge-gateway",
+        ).make_connection()
+        self._sha = b""
+        self._up_gauge = metrics.limit_store_up
+        self._errors = {kind: metrics.limit_store_errors.labels(kind) for kind in ("timeout", "connection", "response")}
+        self._up_gauge.set(0)
+        self.up = False
+        self._queue: list[_Operation] = []
+        self._sender: asyncio.Task | None = None
+        self._prober: asyncio.Task | None = None
+        self.clients: dict[str, SharedClientLimits] = {}
+
+    def add_clients(self, clients: Iterable[ClientSettings], fallback_replicas: int) -> dict[str, SharedClientLimits]:
+        self.clients = {c.name: SharedClientLimits(self, c, fallback_replicas) for c in clients}
+        return self.clients
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """One attempt now, so a replica starts on shared limits when the store is there."""
+        if not await self._probe():
+            self._prober = asyncio.create_task(self._probe_until_up())
+
+    async def close(self) -> None:
+        """Send what is queued (token charges of the last replies), then disconnect."""
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+        if self._sender is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(asyncio.shield(self._sender), PROBE_TIMEOUT_S)
+        await self._connection.disconnect(nowait=True)
+
+    # --- the request path --------------------------------------------------------------
+
+    async def admit(self, client: SharedClientLimits) -> tuple[str, int] | None:
+        if not self.up:
+            return client.local.admit()
+        future = asyncio.get_running_loop().create_future()
+        self._enqueue(_Admission(client, future))
+        return await future
+
+    def charge(self, client: SharedClientLimits, tokens: int) -> None:
+        if not self.up:
+            client.local.charge_tokens(tokens)
+        else:
+            self._enqueue(_Charge(client, tokens))
+
+    def _enqueue(self, operation: _Operation) -> None:
+        self._queue.append(operation)
+        if self._sender is None:
+            # Starts on the next pass of the loop: what other requests ask in this pass joins the batch.
+            self._sender = asyncio.create_task(self._send_batches())
+
+    async def _send_batches(self) -> None:
+        try:
+            while self._queue:
+                batch, self._queue = self._queue, []
+                if not self.up:
+                    _decide_locally(batch)
+                    continue
+                try:
+                    async with asyncio.timeout(self._timeout_s):
+                        results = await self._run(batch)
+                except (RedisError, OSError, TimeoutError) as exc:
+                    _decide_locally(batch)
+                    await self._went_down(exc)
+                    continue
+                _resolve(batch, results)
+        finally:
+            self._sender = None
+
+    async def _run(self, batch: list[_Operation]) -> list[int]:
+        keys: list[bytes] = []
+        args: list[bytes] = []
+        for operation in batch:
+            keys += operation.client.keys
+            args += operation.client.limit_args
+            args.append(_ADMIT if isinstance(operation, _Admission) else b"%d" % operation.tokens)
+        try:
+            return await self._call(b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *args)
+        except NoScriptError:  # the store restarted or was flushed since the script was loaded
+            self._sha = await self._call(b"SCRIPT", b"LOAD", SCRIPT)
+            return await self._call(b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *args)
+
+    async def _call(self, *command):
+        connection = self._connection
+        await connection.send_packed_command(connection.pack_command(*command), check_health=False)
+        return await connection.read_response()
+
+    # --- down and up again -------------------------------------------------------------
+
+    async def _went_down(self, exc: BaseException) -> None:
+        # redis-py's AuthenticationError is a ConnectionError, yet the store did answer.
+        kind = "timeout" if isinstance(exc, TimeoutError | StoreTimeout) else (
+            "response" if isinstance(exc, ResponseError | AuthenticationError) else "connection")
+        self._errors[kind].inc()
+        # The reply of a call cut short could still arrive: the connection cannot be reused.
+        await self._connection.disconnect(nowait=True)
+        if not self.up:
+            return
+        self.up = False
+        self._up_gauge.set(0)
+        log.warning("limit store %s (%s): rpm and tpm are local shares on this replica until it answers",
+                    "timed out" if kind == "timeout" else "failed", type(exc).__name__)
+        if self._prober is None or self._prober.done():
+            self._prober = asyncio.create_task(self._probe_until_up())
+
+    async def _probe(self) -> bool:
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S):
+                await self._connection.connect()
+                self._sha = await self._call(b"SCRIPT", b"LOAD", SCRIPT)
+        except (RedisError, OSError, TimeoutError) as exc:
+            await self._went_down(exc)
+            return False
+        self.up = True
+        self._up_gauge.set(1)
+        log.info("limit store reached: rpm and tpm are shared")
+        return True
+
+    async def _probe_until_up(self) -> None:
+        while True:
+            await asyncio.sleep(PROBE_INTERVAL_S)
+            # A call could still be in flight on the old connection: let it end first.
+            if self._sender is None and await self._probe():
+                return
+
+
+def _decide_locally(batch: list[_Operation]) -> None:
+    for operation in batch:
+        if isinstance(operation, _Admission):
+            if not operation.future.done():
+                operation.future.set_result(operation.client.local.admit())
+        else:
+            operation.client.local.charge_tokens(operation.tokens)
+
+
+def _resolve(batch: list[_Operation], results: list[int]) -> None:
+    replies = iter(results)
+    for operation in batch:
+        if isinstance(operation, _Admission):
+            refused, wait = next(replies), next(replies)
+            if not operation.future.done():  # its request may have been cancelled meanwhile
+                operation.future.set_result((_REFUSED[refused], wait) if refused else None)
