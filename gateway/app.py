@@ -64,7 +64,7 @@ class GatewayApp:
             assert secrets.limit_store_url is not None, "resolve_secrets() reads it"
             self.limit_store = LimitStore(config.shared_limits, secrets.limit_store_url, secrets.limit_store_password,
                                           self.metrics)
-            self.shared_limits = self.limit_store.add_clients(config.clients, config.shared_limits.fallback_replicas)
+            self.shared_limits = self.limit_store.client_limits(config.clients)
         self.pools = {name: UpstreamPool(name, m.upstreams, config.health, self.metrics)
                       for name, m in config.models.items()}
         self._upstream_keys = secrets.upstream_keys

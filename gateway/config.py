@@ -110,6 +110,8 @@ class SharedLimitsSettings(_Strict):
     timeout_ms: Annotated[float, Field(gt=0, le=1000)] = 20.0
     # While the store cannot be reached each replica allows limit / fallback_replicas (rounded up).
     fallback_replicas: PositiveInt = 1
+    # Keys are <key_prefix><client name>:rpm and :tpm: gateways with the same prefix share budgets.
+    key_prefix: Annotated[str, Field(pattern=r"^[!-~]{1,100}$")] = "llm-edge:limits:"
 
     @model_validator(mode="after")
     def _one_url_source(self) -> SharedLimitsSettings:

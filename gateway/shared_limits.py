@@ -40,7 +40,6 @@ from .metrics import Metrics
 
 log = logging.getLogger("gateway")
 
-KEY_PREFIX = "llm-edge:limits:"
 # The probe that brings a store back is not on any request's path: it may wait longer.
 PROBE_INTERVAL_S = 0.5
 PROBE_TIMEOUT_S = 1.0
@@ -94,12 +93,14 @@ class SharedClientLimits:
 
     __slots__ = ("name", "limited", "local", "keys", "limit_args", "_store")
 
-    def __init__(self, store: LimitStore, client: ClientSettings, fallback_replicas: int):
+    def __init__(self, store: LimitStore, client: ClientSettings, settings: SharedLimitsSettings):
         self.name = client.name
         self.limited = bool(client.rpm or client.tpm)
         self._store = store
-        self.local = ClientLimits(_share(client.rpm, fallback_replicas), _share(client.tpm, fallback_replicas))
-        self.keys = (f"{KEY_PREFIX}{client.name}:rpm".encode(), f"{KEY_PREFIX}{client.name}:tpm".encode())
+        share = settings.fallback_replicas
+        self.local = ClientLimits(_share(client.rpm, share), _share(client.tpm, share))
+        prefix = settings.key_prefix + client.name
+        self.keys = (f"{prefix}:rpm".encode(), f"{prefix}:tpm".encode())
         self.limit_args = (b"%d" % (client.rpm or 0), b"%d" % (client.tpm or 0))
 
     async def admit(self) -> tuple[str, int] | None:
@@ -141,6 +142,7 @@ class LimitStore:
 
     def __init__(self, settings: SharedLimitsSettings, url: str, password: str | None, metrics: Metrics):
         assert metrics.limit_store_up is not None and metrics.limit_store_errors is not None, "Metrics(limit_store=True)"
+        self._settings = settings
         self._timeout_s = settings.timeout_ms / 1000
         # redis-py's connection (connect, AUTH, SELECT, TLS for rediss://, RESP, the hiredis
         # parser) without its command layer: one connection carries every batch, and the
@@ -158,11 +160,9 @@ class LimitStore:
         self._queue: list[_Operation] = []
         self._sender: asyncio.Task | None = None
         self._prober: asyncio.Task | None = None
-        self.clients: dict[str, SharedClientLimits] = {}
 
-    def add_clients(self, clients: Iterable[ClientSettings], fallback_replicas: int) -> dict[str, SharedClientLimits]:
-        self.clients = {c.name: SharedClientLimits(self, c, fallback_replicas) for c in clients}
-        return self.clients
+    def client_limits(self, clients: Iterable[ClientSettings]) -> dict[str, SharedClientLimits]:
+        return {c.name: SharedClientLimits(self, c, self._settings) for c in clients}
 
     # --- lifecycle ---------------------------------------------------------------------
 

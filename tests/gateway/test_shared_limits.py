@@ -15,7 +15,6 @@ import openai
 import pytest
 
 from gateway.config import ConfigError, parse_config, resolve_secrets
-from gateway.shared_limits import KEY_PREFIX
 from tests.gateway.harness import BASE_ENV, GatewayProcess, base_config, sha256, wait_for
 from tests.gateway.store import PASSWORD, RedisServer
 
@@ -25,13 +24,14 @@ LIMITS = {"rpm6": {"rpm": 6}, "tpm20": {"tpm": 20}, "steady": {"rpm": 100_000, "
           "share": {"rpm": 4}, "after": {"rpm": 3}}
 KEYS = {name: f"sk-test-shared-{name}" for name in LIMITS}
 REPLICAS = 3
+KEY_PREFIX = "llm-edge:test:"
 
 
 def shared_config(stub, store: RedisServer, **shared) -> dict:
     config = base_config([stub.replicas["c0"].url], [stub.replicas["o0"].url])
     config["clients"] = [{"name": name, "key_sha256": sha256(KEYS[name]), **limits} for name, limits in LIMITS.items()]
     config["shared_limits"] = {"url": store.url, "password_env": "LIMIT_STORE_PASSWORD", "timeout_ms": 50,
-                               "fallback_replicas": 2, **shared}
+                               "fallback_replicas": 2, "key_prefix": KEY_PREFIX, **shared}
     return config
 
 
