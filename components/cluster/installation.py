@@ -198,6 +198,7 @@ class ClusterInstallation(pulumi.ComponentResource):
                 vllm_deployments=tuple(vllm_deployment_name(model) for model in self.models),
                 gpu_vendor=cluster.gpu.vendor,
                 runbook_url=config.alerts.runbook_url,
+                shared_limits=shared_limits is not None,
             )
             self.dashboards = GrafanaDashboards(
                 f"{name}-dashboards", DashboardsArgs(namespace=namespace, scope=scope, settings=config.alerts.dashboards), in_cluster
@@ -210,6 +211,7 @@ class ClusterInstallation(pulumi.ComponentResource):
             models=list(self.models),
             gateway=self.gateway is not None,
             settings=config.alerts,
+            shared_limits=shared_limits is not None,
             dashboard_links=self.dashboards.links if self.dashboards else {},
         )
         self.alerts = PrometheusAlerts(f"{name}-alerts", alerts, in_cluster) if config.alerts.enabled else None
