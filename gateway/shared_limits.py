@@ -11,11 +11,11 @@ replies) goes to the store together in the next call, one EVALSHA over one conne
 request costs at most one round trip, and under load far less: at 32 concurrent requests a call
 carries a dozen of them.
 
-The store slow or down never fails a request: a call that takes longer than `timeout_ms` (or
-errors) marks the store down; that batch and every request after it are decided by local buckets
-holding `limit / fallback_replicas` each, without waiting for the store, until a probe in the
-background reaches it again (every half second). `gateway_limit_store_up` and
-`gateway_limit_store_errors_total` show it.
+The store slow or down never fails a request: a call that takes longer than `timeout_ms` (a
+watchdog checks, armed only while calls are made) or errors marks the store down; that batch and
+every request after it are decided by local buckets holding `limit / fallback_replicas` each,
+without waiting for the store, until a probe in the background reaches it again (every half
+second). `gateway_limit_store_up` and `gateway_limit_store_errors_total` show it.
 
 Only client names (from the config) and numbers are stored: never a key or its hash.
 """
@@ -86,6 +86,7 @@ for i = 1, #KEYS / 2 do
 end
 return results
 """
+_SCRIPT = SCRIPT.encode()
 
 
 class SharedClientLimits:
@@ -146,8 +147,7 @@ class LimitStore:
         self._timeout_s = settings.timeout_ms / 1000
         # redis-py's connection (connect, AUTH, SELECT, TLS for rediss://, RESP, the hiredis
         # parser) without its command layer: one connection carries every batch, and the
-        # timeout is this module's, around the whole call. No retries: a failed call is decided
-        # locally at once.
+        # timeout is this module's watchdog. No retries: a failed call is decided locally at once.
         self._connection: Connection = ConnectionPool.from_url(
             url, password=password, socket_timeout=None, socket_connect_timeout=PROBE_TIMEOUT_S,
             retry=Retry(NoBackoff(), 0), client_name="llm-edge-gateway",
@@ -158,8 +158,15 @@ class LimitStore:
         self._up_gauge.set(0)
         self.up = False
         self._queue: list[_Operation] = []
+        # The batch whose call is in flight, until it is decided: by the reply, or locally.
+        self._in_flight: list[_Operation] | None = None
+        self._calling = False
+        self._deadline = 0.0
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._wakeup: asyncio.Future | None = None
         self._sender: asyncio.Task | None = None
         self._prober: asyncio.Task | None = None
+        self._dropping: asyncio.Task | None = None
 
     def client_limits(self, clients: Iterable[ClientSettings]) -> dict[str, SharedClientLimits]:
         return {c.name: SharedClientLimits(self, c, self._settings) for c in clients}
@@ -168,18 +175,27 @@ class LimitStore:
 
     async def start(self) -> None:
         """One attempt now, so a replica starts on shared limits when the store is there."""
+        self._sender = asyncio.create_task(self._send_batches())
         if not await self._probe():
             self._prober = asyncio.create_task(self._probe_until_up())
 
     async def close(self) -> None:
         """Send what is queued (token charges of the last replies), then disconnect."""
-        if self._prober is not None:
-            self._prober.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._prober
+        for task in (self._prober, self._dropping):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PROBE_TIMEOUT_S
+        while (self._queue or self._in_flight) and loop.time() < deadline:
+            await asyncio.sleep(0.005)
         if self._sender is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(asyncio.shield(self._sender), PROBE_TIMEOUT_S)
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+        if self._watchdog is not None:
+            self._watchdog.cancel()
         await self._connection.disconnect(nowait=True)
 
     # --- the request path --------------------------------------------------------------
@@ -199,27 +215,54 @@ class LimitStore:
 
     def _enqueue(self, operation: _Operation) -> None:
         self._queue.append(operation)
-        if self._sender is None:
-            # Starts on the next pass of the loop: what other requests ask in this pass joins the batch.
-            self._sender = asyncio.create_task(self._send_batches())
+        if self._wakeup is not None:
+            # The sender runs on the next pass of the loop: what other requests ask in this pass joins the batch.
+            self._wakeup.set_result(None)
+            self._wakeup = None
 
     async def _send_batches(self) -> None:
-        try:
-            while self._queue:
-                batch, self._queue = self._queue, []
-                if not self.up:
-                    _decide_locally(batch)
-                    continue
-                try:
-                    async with asyncio.timeout(self._timeout_s):
-                        results = await self._run(batch)
-                except (RedisError, OSError, TimeoutError) as exc:
+        """One task for the process: each pass sends everything queued since the last call."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                self._wakeup = loop.create_future()
+                await self._wakeup
+            batch, self._queue = self._queue, []
+            if not self.up:
+                _decide_locally(batch)
+                continue
+            self._in_flight = batch
+            self._deadline = loop.time() + self._timeout_s
+            if self._watchdog is None:
+                self._watchdog = loop.call_at(self._deadline, self._check_in_flight)
+            self._calling = True
+            try:
+                results = await self._run(batch)
+                if self._in_flight is batch:
+                    self._in_flight = None
+                    _resolve(batch, results)
+            except Exception as exc:  # whatever the store path raised, the requests go on
+                if self._in_flight is batch:  # else the watchdog gave up on it and dropped the connection
+                    self._in_flight = None
                     _decide_locally(batch)
                     await self._went_down(exc)
-                    continue
-                _resolve(batch, results)
-        finally:
-            self._sender = None
+            finally:
+                self._calling = False
+
+    def _check_in_flight(self) -> None:
+        """The timeout: a watchdog armed only while calls are made, rather than a timer per call."""
+        self._watchdog = None
+        batch = self._in_flight
+        if batch is None:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._deadline:
+            self._watchdog = loop.call_at(self._deadline, self._check_in_flight)
+            return
+        self._in_flight = None
+        _decide_locally(batch)
+        # Dropping the connection also ends the sender's wait for the reply.
+        self._dropping = loop.create_task(self._went_down(TimeoutError()))
 
     async def _run(self, batch: list[_Operation]) -> list[int]:
         keys: list[bytes] = []
@@ -231,13 +274,12 @@ class LimitStore:
         try:
             return await self._call(b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *args)
         except NoScriptError:  # the store restarted or was flushed since the script was loaded
-            self._sha = await self._call(b"SCRIPT", b"LOAD", SCRIPT)
+            self._sha = await self._call(b"SCRIPT", b"LOAD", _SCRIPT)
             return await self._call(b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *args)
 
-    async def _call(self, *command):
-        connection = self._connection
-        await connection.send_packed_command(connection.pack_command(*command), check_health=False)
-        return await connection.read_response()
+    async def _call(self, *command: bytes):
+        await self._connection.send_packed_command(_packed(command), check_health=False)
+        return await self._connection.read_response()
 
     # --- down and up again -------------------------------------------------------------
 
@@ -246,22 +288,22 @@ class LimitStore:
         kind = "timeout" if isinstance(exc, TimeoutError | StoreTimeout) else (
             "response" if isinstance(exc, ResponseError | AuthenticationError) else "connection")
         self._errors[kind].inc()
+        if self.up:
+            # First, so that requests arriving meanwhile no longer queue for the store.
+            self.up = False
+            self._up_gauge.set(0)
+            log.warning("limit store %s (%s): rpm and tpm are local shares on this replica until it answers",
+                        "timed out" if kind == "timeout" else "failed", type(exc).__name__)
+            if self._prober is None or self._prober.done():
+                self._prober = asyncio.create_task(self._probe_until_up())
         # The reply of a call cut short could still arrive: the connection cannot be reused.
         await self._connection.disconnect(nowait=True)
-        if not self.up:
-            return
-        self.up = False
-        self._up_gauge.set(0)
-        log.warning("limit store %s (%s): rpm and tpm are local shares on this replica until it answers",
-                    "timed out" if kind == "timeout" else "failed", type(exc).__name__)
-        if self._prober is None or self._prober.done():
-            self._prober = asyncio.create_task(self._probe_until_up())
 
     async def _probe(self) -> bool:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await self._connection.connect()
-                self._sha = await self._call(b"SCRIPT", b"LOAD", SCRIPT)
+                self._sha = await self._call(b"SCRIPT", b"LOAD", _SCRIPT)
         except (RedisError, OSError, TimeoutError) as exc:
             await self._went_down(exc)
             return False
@@ -273,9 +315,14 @@ class LimitStore:
     async def _probe_until_up(self) -> None:
         while True:
             await asyncio.sleep(PROBE_INTERVAL_S)
-            # A call could still be in flight on the old connection: let it end first.
-            if self._sender is None and await self._probe():
+            # A call given up on could still be unwinding on the old connection: let it end first.
+            if not self._calling and await self._probe():
                 return
+
+
+def _packed(command: tuple[bytes, ...]) -> bytes:
+    """A RESP array of bulk strings (redis-py's pack_command does the same in several times the time)."""
+    return b"*%d\r\n" % len(command) + b"".join(b"$%d\r\n%b\r\n" % (len(part), part) for part in command)
 
 
 def _decide_locally(batch: list[_Operation]) -> None:

@@ -107,6 +107,11 @@ def test_tpm_holds_exactly_across_replicas(replicas):
     # Each reply uses 7 tokens (5 + 2), charged after it: 20 -> 13 -> 6 -> -1, then refused.
     result = [statuses([replicas[i % REPLICAS]], "tpm20", 1)[0] for i in range(5)]
     assert result == [200, 200, 200, 429, 429]
+    with pytest.raises(openai.RateLimitError) as caught:
+        replicas[0].client(key=KEYS["tpm20"]).chat.completions.create(model="chat", messages=MESSAGES)
+    # As the local buckets say it: a debt of 1 token plus 1, at 20/60 tokens per second.
+    assert caught.value.response.headers["Retry-After"] in ("6", "7")
+    assert "tokens per minute" in caught.value.message
     assert sum(g.metric("gateway_tokens_total", client="tpm20", model="chat", direction="in") for g in replicas) == 15
 
 
