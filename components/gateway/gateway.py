@@ -19,6 +19,7 @@ import yaml
 from components.config import GatewaySettings, Taint
 from components.kube import (
     SecretKey,
+    cluster_service,
     disruption_budget,
     hardened_container_security,
     http_probe,
@@ -210,18 +211,7 @@ class ApiGateway(pulumi.ComponentResource):
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[config_map, *args.depends_on]),
         )
-        self.service = k8s.core.v1.Service(
-            f"{name}-service",
-            k8s.core.v1.ServiceInitArgs(
-                metadata=metadata,
-                spec=k8s.core.v1.ServiceSpecArgs(
-                    type="ClusterIP",
-                    selector=self.selector,
-                    ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http")],
-                ),
-            ),
-            child,
-        )
+        self.service = cluster_service(f"{name}-service", metadata, self.selector, "http", PORT, self)
         self.disruption_budget = disruption_budget(f"{name}-pdb", metadata, self.selector, self)
         self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa",

@@ -17,6 +17,7 @@ import pulumi_kubernetes as k8s
 from components.config import GatewaySharedLimitsSettings, Taint
 from components.kube import (
     SecretKey,
+    cluster_service,
     hardened_container_security,
     non_root_pod_security,
     object_labels,
@@ -98,16 +99,5 @@ class LimitStore(pulumi.ComponentResource):
             ),
             pulumi.ResourceOptions(parent=self, depends_on=args.depends_on),
         )
-        self.service = k8s.core.v1.Service(
-            f"{name}-service",
-            k8s.core.v1.ServiceInitArgs(
-                metadata=metadata,
-                spec=k8s.core.v1.ServiceSpecArgs(
-                    type="ClusterIP",
-                    selector=self.selector,
-                    ports=[k8s.core.v1.ServicePortArgs(name="valkey", port=PORT, target_port="valkey")],
-                ),
-            ),
-            pulumi.ResourceOptions(parent=self),
-        )
+        self.service = cluster_service(f"{name}-service", metadata, self.selector, "valkey", PORT, self)
         self.register_outputs({})
