@@ -1,11 +1,13 @@
-"""Gateway benchmark: direct vs this gateway vs a bare Python proxy vs HAProxy vs the LiteLLM proxy, in one run.
+"""Gateway benchmark: direct vs this gateway (local and shared limits) vs a bare Python proxy vs HAProxy
+vs the LiteLLM proxy, in one run.
 
-    .venv/bin/python -m bench.gateway            (about 4.5 minutes; needs wrk and haproxy:
-                                                  apt-get install wrk haproxy)
+    .venv/bin/python -m bench.gateway            (about 5.5 minutes; needs wrk, haproxy and redis-server:
+                                                  apt-get install wrk haproxy redis-server)
 
-Core 0 runs the load generators (wrk, and this process for streams); core 1 runs the upstream and
-the proxy under test. Prints a markdown table (docs/performance.md keeps one) and the issue's
-targets as ratios within this run.
+Core 0 runs the load generators (wrk, and this process for streams) and the limit store
+(redis-server: in production it runs on another machine); core 1 runs the upstream and the proxy
+under test. Prints a markdown table (docs/performance.md keeps one) and the issues' targets as
+ratios within this run.
 """
 
 from __future__ import annotations
@@ -42,6 +44,12 @@ HEADERS = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 STREAM_ROUNDS = 4
 # bench/gateway/floor_proxy.py: a bare Python proxy, to tell the gateway's own cost from CPython's.
 FLOOR = "floor: bare httptools proxy"
+GATEWAY = "llm-edge gateway"
+SHARED = "llm-edge gateway, shared limits"
+# Both gateways check the same limits, far above what the benchmark sends: every request takes the
+# limits path and none is refused. One keeps them in the process, the other in redis-server.
+LIMITS = {"rpm": 10**9, "tpm": 10**12}
+STORE_PASSWORD = "bench-store-password"
 
 WRK_SCRIPT = f"""
 wrk.method = "POST"
@@ -203,16 +211,33 @@ def summarise_streams(result: Result) -> None:
     print(json.dumps({k: v for k, v in result.__dict__.items() if k != "stream_rounds"}), flush=True)
 
 
-def gateway_config(directory: Path, upstream: str) -> Path:
+def gateway_config(directory: Path, upstream: str, store_url: str | None = None) -> Path:
     port, metrics_port = free_port(), free_port()
     config = {
         "listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{metrics_port}", "drain_delay_s": 0,
         "models": {"bench": {"upstreams": [upstream]}, "bench-idle": {"upstreams": [upstream]}},
-        "clients": [{"name": "bench", "key_sha256": hashlib.sha256(KEY.encode()).hexdigest()}],
+        "clients": [{"name": "bench", "key_sha256": hashlib.sha256(KEY.encode()).hexdigest(), **LIMITS}],
     }
-    path = directory / "gateway.json"  # JSON is YAML
+    if store_url is not None:
+        config["shared_limits"] = {"url": store_url, "password_env": "BENCH_STORE_PASSWORD"}
+    path = directory / f"gateway-{port}.json"  # JSON is YAML
     path.write_text(json.dumps(config))
     return path
+
+
+def start_gateway(config: Path, processes: list[subprocess.Popen], env: dict | None = None) -> tuple[str, int]:
+    port = json.loads(config.read_text())["listen"].rsplit(":", 1)[1]
+    gateway = start([sys.executable, "-m", "gateway", "--config", str(config)], f"http://127.0.0.1:{port}",
+                    "/healthz", processes, env=env)
+    return f"http://127.0.0.1:{port}", gateway.pid
+
+
+def start_store(port: int, directory: Path, processes: list[subprocess.Popen]) -> None:
+    """redis-server on the load generators' core, with a password and no persistence, as the stack runs Valkey."""
+    process = pinned(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", STORE_PASSWORD,
+                      "--save", "", "--appendonly", "no", "--dir", str(directory)], LOADGEN_CORE)
+    processes.append(process)
+    wait_http_post(f"http://127.0.0.1:{port}")
 
 
 def haproxy_config(directory: Path, port: int, upstream_port: int) -> Path:
@@ -256,7 +281,7 @@ def ensure_litellm() -> Path | None:
 
 
 def main() -> int:
-    missing = [tool for tool in ("wrk", "haproxy", "taskset") if shutil.which(tool) is None]
+    missing = [tool for tool in ("wrk", "haproxy", "taskset", "redis-server") if shutil.which(tool) is None]
     if missing:
         print(f"missing {', '.join(missing)}: install with `apt-get install {' '.join(missing)}`", file=sys.stderr)
         return 2
@@ -275,11 +300,12 @@ def main() -> int:
                              processes)
             targets_up = [("direct", upstream_url, upstream.pid)]
 
-            config = gateway_config(directory, upstream_url)
-            port = json.loads(config.read_text())["listen"].rsplit(":", 1)[1]
-            gateway = start([sys.executable, "-m", "gateway", "--config", str(config)], f"http://127.0.0.1:{port}",
-                            "/healthz", processes)
-            targets_up.append(("llm-edge gateway", f"http://127.0.0.1:{port}", gateway.pid))
+            targets_up.append((GATEWAY, *start_gateway(gateway_config(directory, upstream_url), processes)))
+            store_port = free_port()
+            start_store(store_port, directory, processes)
+            targets_up.append((SHARED, *start_gateway(
+                gateway_config(directory, upstream_url, f"redis://127.0.0.1:{store_port}/0"), processes,
+                env={**os.environ, "BENCH_STORE_PASSWORD": STORE_PASSWORD})))
 
             port = free_port()
             floor = start([sys.executable, "-m", "bench.gateway.floor_proxy", str(port), upstream_url,
@@ -391,9 +417,9 @@ def table(results: list[Result]) -> str:
 
 
 def targets(results: list[Result]) -> str:
-    by_name = {r.name.split()[0]: r for r in results}
-    direct, gateway, haproxy = by_name["direct"], by_name["llm-edge"], by_name["HAProxy"]
-    litellm = by_name["LiteLLM"]
+    by_name = {r.name: r for r in results}
+    direct, gateway, shared, haproxy = by_name["direct"], by_name[GATEWAY], by_name[SHARED], by_name["HAProxy"]
+    litellm = results[-1]
 
     def first_chunk(label: str, attribute: str) -> tuple[str, float, float, str]:
         # HAProxy's added time is often within noise of zero or below it; then "at most 2x" can
@@ -414,6 +440,10 @@ def targets(results: list[Result]) -> str:
         ("zero errors", gateway.errors, 0, "<="),
         ("RSS at start < 80 MB", gateway.rss_start_mb, 80, "<"),
         ("RSS with 1,000 open streams < 200 MB", gateway.rss_1000_mb, 200, "<"),
+        # Issue 16: what the shared store costs against the local buckets.
+        ("shared limits: added p99 at c=1 over local limits' <= 0.3 ms", shared.c1_p99_ms - gateway.c1_p99_ms, 0.3, "<="),
+        ("shared limits: requests/s at c=32 >= 80% of local limits'", shared.c32_rps / gateway.c32_rps, 0.8, ">="),
+        ("shared limits: zero errors", shared.errors, 0, "<="),
     ]
     lines = ["", "| target | this run | met |", "|---|---:|---|"]
     for label, value, limit, op in checks:
