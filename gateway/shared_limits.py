@@ -6,10 +6,11 @@ arrival time" (TAT), the instant the bucket would be full again, with a TTL that
 then (an absent key is a full bucket). Time is the store's own (`TIME`), so the replicas' clocks
 do not matter. One Lua script admits and charges atomically.
 
-Calls are batched: what requests ask while a call is in flight (admissions, token charges after
-replies) goes to the store together in the next call, one EVALSHA over one connection. So each
-request costs at most one round trip, and under load far less: at 32 concurrent requests a call
-carries a dozen of them.
+Calls are batched and pipelined over one connection: what requests ask (admissions, token
+charges after replies) goes to the store together in one EVALSHA, with up to two calls out at
+once. A token charge rides with the replica's next admission, or goes on its own within 1 ms. So
+a request costs one round trip, never waits behind another request's charge, and under load far
+less: at 32 concurrent requests a call carries several of them.
 
 The store slow or down never fails a request: a call that takes longer than `timeout_ms` (a
 watchdog checks, armed only while calls are made) or errors marks the store down; that batch and
@@ -26,12 +27,13 @@ import asyncio
 import contextlib
 import logging
 import math
+from collections import deque
 from collections.abc import Iterable
 
 from redis.asyncio import Connection, ConnectionPool
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import AuthenticationError, NoScriptError, RedisError, ResponseError
+from redis.exceptions import AuthenticationError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as StoreTimeout
 
 from .config import ClientSettings, SharedLimitsSettings
@@ -43,6 +45,10 @@ log = logging.getLogger("gateway")
 # The probe that brings a store back is not on any request's path: it may wait longer.
 PROBE_INTERVAL_S = 0.5
 PROBE_TIMEOUT_S = 1.0
+# Calls out at once on the connection.
+PIPELINE = 2
+# Longest a token charge waits for an admission to go with.
+CHARGE_DELAY_S = 0.001
 # An operation's token count when it is an admission rather than a charge.
 _ADMIT = b"-1"
 _REFUSED = {1: REQUESTS_PER_MINUTE, 2: TOKENS_PER_MINUTE}
@@ -146,8 +152,8 @@ class LimitStore:
         self._settings = settings
         self._timeout_s = settings.timeout_ms / 1000
         # redis-py's connection (connect, AUTH, SELECT, TLS for rediss://, RESP, the hiredis
-        # parser) without its command layer: one connection carries every batch, and the
-        # timeout is this module's watchdog. No retries: a failed call is decided locally at once.
+        # parser) without its command layer: one connection carries every batch, pipelined, and
+        # the timeout is this module's watchdog. No retries: a failed call is decided locally at once.
         self._connection: Connection = ConnectionPool.from_url(
             url, password=password, socket_timeout=None, socket_connect_timeout=PROBE_TIMEOUT_S,
             retry=Retry(NoBackoff(), 0), client_name="llm-edge-gateway",
@@ -158,13 +164,16 @@ class LimitStore:
         self._up_gauge.set(0)
         self.up = False
         self._queue: list[_Operation] = []
-        # The batch whose call is in flight, until it is decided: by the reply, or locally.
-        self._in_flight: list[_Operation] | None = None
-        self._calling = False
-        self._deadline = 0.0
+        # Batches sent and not answered yet, oldest first, each with the time it must be answered by.
+        self._in_flight: deque[tuple[float, list[_Operation]]] = deque()
+        # Counts the connections given up on: a reply or an error of an older one is stale.
+        self._epoch = 0
+        self._reading = False
         self._watchdog: asyncio.TimerHandle | None = None
-        self._wakeup: asyncio.Future | None = None
-        self._sender: asyncio.Task | None = None
+        self._charge_timer: asyncio.TimerHandle | None = None
+        self._sender_wakeup: asyncio.Future | None = None
+        self._reader_wakeup: asyncio.Future | None = None
+        self._tasks: list[asyncio.Task] = []
         self._prober: asyncio.Task | None = None
         self._dropping: asyncio.Task | None = None
 
@@ -175,7 +184,7 @@ class LimitStore:
 
     async def start(self) -> None:
         """One attempt now, so a replica starts on shared limits when the store is there."""
-        self._sender = asyncio.create_task(self._send_batches())
+        self._tasks = [asyncio.create_task(self._send_batches()), asyncio.create_task(self._read_replies())]
         if not await self._probe():
             self._prober = asyncio.create_task(self._probe_until_up())
 
@@ -190,12 +199,13 @@ class LimitStore:
         deadline = loop.time() + PROBE_TIMEOUT_S
         while (self._queue or self._in_flight) and loop.time() < deadline:
             await asyncio.sleep(0.005)
-        if self._sender is not None:
-            self._sender.cancel()
+        for task in self._tasks:
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-        if self._watchdog is not None:
-            self._watchdog.cancel()
+                await task
+        for timer in (self._watchdog, self._charge_timer):
+            if timer is not None:
+                timer.cancel()
         await self._connection.disconnect(nowait=True)
 
     # --- the request path --------------------------------------------------------------
@@ -210,78 +220,102 @@ class LimitStore:
     def charge(self, client: SharedClientLimits, tokens: int) -> None:
         if not self.up:
             client.local.charge_tokens(tokens)
-        else:
-            self._enqueue(_Charge(client, tokens))
+            return
+        # Rides with this replica's next admission (in the same script, before it), or goes on its
+        # own within CHARGE_DELAY_S: one call per request instead of two when requests follow each other.
+        self._queue.append(_Charge(client, tokens))
+        if self._charge_timer is None:
+            self._charge_timer = asyncio.get_running_loop().call_later(CHARGE_DELAY_S, self._send_charges)
+
+    def _send_charges(self) -> None:
+        self._charge_timer = None
+        _wake(self._sender_wakeup)
 
     def _enqueue(self, operation: _Operation) -> None:
         self._queue.append(operation)
-        if self._wakeup is not None:
-            # The sender runs on the next pass of the loop: what other requests ask in this pass joins the batch.
-            self._wakeup.set_result(None)
-            self._wakeup = None
+        # The sender runs on the next pass of the loop: what other requests ask in this pass joins the batch.
+        _wake(self._sender_wakeup)
 
     async def _send_batches(self) -> None:
-        """One task for the process: each pass sends everything queued since the last call."""
+        """Sends everything queued as one call, with at most PIPELINE calls in flight: a request
+        never waits behind the previous reply's token charge, and under load each call carries
+        what queued while the others were out."""
         loop = asyncio.get_running_loop()
         while True:
-            if not self._queue:
-                self._wakeup = loop.create_future()
-                await self._wakeup
+            while not self._queue or len(self._in_flight) >= PIPELINE:
+                self._sender_wakeup = loop.create_future()
+                await self._sender_wakeup
             batch, self._queue = self._queue, []
             if not self.up:
                 _decide_locally(batch)
                 continue
-            self._in_flight = batch
-            self._deadline = loop.time() + self._timeout_s
+            epoch = self._epoch
+            self._in_flight.append((loop.time() + self._timeout_s, batch))
             if self._watchdog is None:
-                self._watchdog = loop.call_at(self._deadline, self._check_in_flight)
-            self._calling = True
+                self._watchdog = loop.call_at(self._in_flight[0][0], self._check_in_flight)
+            _wake(self._reader_wakeup)
             try:
-                results = await self._run(batch)
-                if self._in_flight is batch:
-                    self._in_flight = None
-                    _resolve(batch, results)
+                await self._connection.send_packed_command(_packed(self._command(batch)), check_health=False)
             except Exception as exc:  # whatever the store path raised, the requests go on
-                if self._in_flight is batch:  # else the watchdog gave up on it and dropped the connection
-                    self._in_flight = None
-                    _decide_locally(batch)
-                    await self._went_down(exc)
-            finally:
-                self._calling = False
+                if epoch == self._epoch:
+                    await self._give_up(exc)
 
-    def _check_in_flight(self) -> None:
-        """The timeout: a watchdog armed only while calls are made, rather than a timer per call."""
-        self._watchdog = None
-        batch = self._in_flight
-        if batch is None:
-            return
+    async def _read_replies(self) -> None:
+        """The replies, in the order the calls went out (RESP answers in order on one connection)."""
         loop = asyncio.get_running_loop()
-        if loop.time() < self._deadline:
-            self._watchdog = loop.call_at(self._deadline, self._check_in_flight)
-            return
-        self._in_flight = None
-        _decide_locally(batch)
-        # Dropping the connection also ends the sender's wait for the reply.
-        self._dropping = loop.create_task(self._went_down(TimeoutError()))
+        while True:
+            while not self._in_flight:
+                self._reader_wakeup = loop.create_future()
+                await self._reader_wakeup
+            epoch = self._epoch
+            self._reading = True
+            try:
+                results = await self._connection.read_response()
+            except Exception as exc:
+                if epoch == self._epoch:
+                    await self._give_up(exc)
+                continue
+            finally:
+                self._reading = False
+            if epoch != self._epoch or not self._in_flight:
+                continue  # given up on meanwhile: its requests are decided already
+            _, batch = self._in_flight.popleft()
+            _wake(self._sender_wakeup)
+            try:
+                _resolve(batch, results)
+            except Exception as exc:  # not the script's reply shape: decide locally, as for any error
+                _decide_locally(batch)
+                await self._give_up(exc)
 
-    async def _run(self, batch: list[_Operation]) -> list[int]:
+    def _command(self, batch: list[_Operation]) -> tuple[bytes, ...]:
         keys: list[bytes] = []
         args: list[bytes] = []
         for operation in batch:
             keys += operation.client.keys
             args += operation.client.limit_args
             args.append(_ADMIT if isinstance(operation, _Admission) else b"%d" % operation.tokens)
-        try:
-            return await self._call(b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *args)
-        except NoScriptError:  # the store restarted or was flushed since the script was loaded
-            self._sha = await self._call(b"SCRIPT", b"LOAD", _SCRIPT)
-            return await self._call(b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *args)
+        return (b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *args)
 
-    async def _call(self, *command: bytes):
-        await self._connection.send_packed_command(_packed(command), check_health=False)
-        return await self._connection.read_response()
+    def _check_in_flight(self) -> None:
+        """The timeout: a watchdog armed only while calls are out, rather than a timer per call."""
+        self._watchdog = None
+        if not self._in_flight:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = self._in_flight[0][0]
+        if loop.time() < deadline:
+            self._watchdog = loop.call_at(deadline, self._check_in_flight)
+            return
+        self._dropping = loop.create_task(self._give_up(TimeoutError()))
 
     # --- down and up again -------------------------------------------------------------
+
+    async def _give_up(self, exc: BaseException) -> None:
+        """Decide every call still out locally, then count the error, go down and drop the connection."""
+        self._epoch += 1
+        while self._in_flight:
+            _decide_locally(self._in_flight.popleft()[1])
+        await self._went_down(exc)
 
     async def _went_down(self, exc: BaseException) -> None:
         # redis-py's AuthenticationError is a ConnectionError, yet the store did answer.
@@ -296,14 +330,17 @@ class LimitStore:
                         "timed out" if kind == "timeout" else "failed", type(exc).__name__)
             if self._prober is None or self._prober.done():
                 self._prober = asyncio.create_task(self._probe_until_up())
-        # The reply of a call cut short could still arrive: the connection cannot be reused.
+        # A reply cut short could still arrive: the connection cannot be reused. Dropping it also
+        # ends the reader's wait.
         await self._connection.disconnect(nowait=True)
 
     async def _probe(self) -> bool:
+        """Connect, and load the script (a store that restarted or was flushed has lost it)."""
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await self._connection.connect()
-                self._sha = await self._call(b"SCRIPT", b"LOAD", _SCRIPT)
+                await self._connection.send_packed_command(_packed((b"SCRIPT", b"LOAD", _SCRIPT)), check_health=False)
+                self._sha = await self._connection.read_response()
         except (RedisError, OSError, TimeoutError) as exc:
             await self._went_down(exc)
             return False
@@ -315,9 +352,15 @@ class LimitStore:
     async def _probe_until_up(self) -> None:
         while True:
             await asyncio.sleep(PROBE_INTERVAL_S)
-            # A call given up on could still be unwinding on the old connection: let it end first.
-            if not self._calling and await self._probe():
+            # A read given up on could still be unwinding on the old connection: let it end first.
+            if not self._reading and await self._probe():
                 return
+
+
+def _wake(waiter: asyncio.Future | None) -> None:
+    """Wakes a task waiting on `waiter`, if one is."""
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
 
 
 def _packed(command: tuple[bytes, ...]) -> bytes:

@@ -190,9 +190,9 @@ def test_a_hanging_store_costs_a_request_at_most_its_timeout_then_none(stub, own
         started = time.monotonic()
         client.chat.completions.create(model="chat", messages=MESSAGES)
         durations.append(time.monotonic() - started)
-    # The first waits for timeout_ms (50 ms); the next ones do not wait for the store at all.
-    assert durations[0] >= 0.05
-    assert max(durations[1:]) < 0.05
+    # The first waits at most timeout_ms (50 ms) for the store; the next ones do not wait for it at all.
+    assert durations[0] < 0.05 + 0.2, "timeout_ms and the request itself, on a busy machine"
+    assert max(durations[1:]) < 0.05, durations
     assert gateway.metric("gateway_limit_store_up") == 0
     assert gateway.metric("gateway_limit_store_errors_total", error="timeout") >= 1
     own_store.resume()
