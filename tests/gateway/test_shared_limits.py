@@ -159,24 +159,25 @@ def _store_up(gateways, value: float) -> bool:
     return all(g.metric("gateway_limit_store_up") == value for g in gateways)
 
 
-def test_store_killed_mid_traffic_fails_no_request_and_shared_limits_resume(stub, own_store, gateways, tmp_path):
-    gateways += start_replicas(stub, own_store, 2, tmp_path)
-    traffic = Traffic(gateways, "steady")
+def test_store_killed_mid_traffic_fails_no_request_and_shared_limits_resume(replicas, store):
+    traffic = Traffic(replicas, "steady")
     traffic.start()
     wait_for(lambda: len(traffic.results) >= 10)
-    own_store.kill()
-    assert wait_for(lambda: _store_up(gateways, 0)), "the metric shows the store down"
-    assert all(g.metric("gateway_limit_store_errors_total", error="connection") >= 1 for g in gateways)
-    # Meanwhile each replica allows its share, rpm / fallback_replicas: 4 / 2.
-    assert sorted(statuses(gateways, "share", 6)) == [200] * 4 + [429] * 2
-    served_while_down = len(traffic.results)
-    own_store.start()
-    assert wait_for(lambda: _store_up(gateways, 1)), "the replicas reach the store again by themselves"
+    store.kill()
+    try:
+        assert wait_for(lambda: _store_up(replicas, 0)), "the metric shows the store down"
+        assert all(g.metric("gateway_limit_store_errors_total", error="connection") >= 1 for g in replicas)
+        # Meanwhile each replica allows its share, rpm / fallback_replicas: 4 / 2.
+        assert sorted(statuses(replicas, "share", 9)) == [200] * 6 + [429] * 3
+        served_while_down = len(traffic.results)
+    finally:
+        store.start()
+    assert wait_for(lambda: _store_up(replicas, 1)), "the replicas reach the store again by themselves"
     wait_for(lambda: len(traffic.results) >= served_while_down + 10)
     results = traffic.finish()
     assert set(results) == {200}, "no request failed because the store did"
-    # The store came back empty; its limits are shared again: 3 over both replicas, not 3 each.
-    assert sorted(statuses(gateways, "after", 6)) == [200] * 3 + [429] * 3
+    # The store came back empty; its limits are shared again: 3 over the replicas, not 3 each.
+    assert sorted(statuses(replicas, "after", 6)) == [200] * 3 + [429] * 3
 
 
 def test_a_hanging_store_costs_a_request_at_most_its_timeout_then_none(stub, own_store, gateways, tmp_path):
