@@ -56,7 +56,7 @@ _REFUSED = {1: REQUESTS_PER_MINUTE, 2: TOKENS_PER_MINUTE}
 # KEYS: the rpm and tpm key of each operation. ARGV: its rpm, tpm (0: no such limit) and either
 # the tokens to charge, or -1 to admit one request. Returns, for each admission in order, the
 # refusing limit (0 none, 1 rpm, 2 tpm) and the seconds until it would admit.
-SCRIPT = """
+SCRIPT = b"""
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local window = 60000000
@@ -92,7 +92,6 @@ for i = 1, #KEYS / 2 do
 end
 return results
 """
-_SCRIPT = SCRIPT.encode()
 
 
 class SharedClientLimits:
@@ -339,7 +338,7 @@ class LimitStore:
         try:
             async with asyncio.timeout(PROBE_TIMEOUT_S):
                 await self._connection.connect()
-                await self._connection.send_packed_command(_packed((b"SCRIPT", b"LOAD", _SCRIPT)), check_health=False)
+                await self._connection.send_packed_command(_packed((b"SCRIPT", b"LOAD", SCRIPT)), check_health=False)
                 self._sha = await self._connection.read_response()
         except (RedisError, OSError, TimeoutError) as exc:
             await self._went_down(exc)
