@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -27,6 +28,9 @@ from .upstream_client import (
     UpstreamTimeout,
 )
 from .upstreams import Endpoint, UpstreamPool
+
+if TYPE_CHECKING:
+    from .shared_limits import SharedClientLimits
 
 _INCLUDE_USAGE = b',"stream_options":{"include_usage":true}}'
 # Set by Cloudflare on every request it proxies (so, through the tunnel).
@@ -46,7 +50,7 @@ class Forwarder:
         self._auth_lines = {model: f"Authorization: Bearer {key}\r\n".encode("ascii")
                             for model, key in upstream_keys.items()}
 
-    async def forward(self, request: web.Request, limits: ClientLimits, pool: UpstreamPool,
+    async def forward(self, request: web.Request, limits: ClientLimits | SharedClientLimits, pool: UpstreamPool,
                       payload: dict, body: bytes, outcome: Outcome) -> web.StreamResponse:
         model = pool.model
         stream = payload.get("stream") is True

@@ -14,6 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from components.config import StackSettings, decode_project_config, preview_number
 from components.config.stack import settings_from_raw
 from offline.engine import StackRun
@@ -185,6 +187,11 @@ def cluster_lines(run: StackRun, cluster: str, objects: list[dict[str, Any]]) ->
                           f"for {claim_name}"
                           + (f", writable for group {group} (fsGroup; NFS-style classes such as EFS need it in their uid/gid "
                              "parameters)" if group is not None else "")))
+    gateway: dict[str, Any] = next((yaml.safe_load(o["data"]["config.yaml"]) for o in objects
+                    if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "gateway"), {})
+    if "url_env" in gateway.get("shared_limits", {}):
+        lines.append(Line("the gateway pods reach the external limit store (gateway.sharedLimits.urlConfigKey): Redis or "
+                          "Valkey, one primary endpoint (not cluster mode), its port open to this cluster's nodes"))
     for namespace in (o for o in objects if o["kind"] == "Namespace"):
         labels = namespace["metadata"].get("labels", {})
         lines.append(Line(f"namespace {namespace['metadata']['name']}: Pod Security {labels.get('pod-security.kubernetes.io/enforce')} "
