@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -37,6 +38,9 @@ from .upstreams import Endpoint, UpstreamPool
 
 log = logging.getLogger("gateway.proxy")
 
+if TYPE_CHECKING:
+    from .shared_limits import SharedClientLimits
+
 # Set by Cloudflare on every request it proxies (so, through the tunnel).
 _CF_RAY = "Cf-Ray"
 # Replies with these statuses count against the upstream's passive health.
@@ -59,7 +63,7 @@ class Forwarder:
         self._keys = {model: {key.encode("ascii"), json.dumps(key)[1:-1].encode("ascii")}
                       for model, key in upstream_keys.items()}
 
-    async def forward(self, request: web.Request, limits: ClientLimits, pool: UpstreamPool,
+    async def forward(self, request: web.Request, limits: ClientLimits | SharedClientLimits, pool: UpstreamPool,
                       payload: dict, body: bytes, outcome: Outcome) -> web.StreamResponse:
         model = pool.model
         prepared = self._prepare(request, model, payload, body)
