@@ -60,6 +60,8 @@ test: $(STAMP) tools lint
 # server per run. pytest's exit code 5 (no test collected) fails this target like any other.
 test-vllm: $(STAMP) $(VLLM_BUILD)
 	@test -x $(VLLM_PY) || { echo "no venv at $(VLLM_VENV): run make vllm-venv VLLM_VENV=$(VLLM_VENV)" >&2; exit 1; }
+	@# The openai Node SDK, a client in tests/vllm/test_clients.py (pinned in its package-lock.json).
+	@test -d tests/vllm/node/node_modules/openai || npm ci --no-audit --no-fund --silent --prefix tests/vllm/node
 	VLLM_VENV=$(abspath $(VLLM_VENV)) $(PY) -m pytest -m vllm tests/vllm
 
 # ruff (pycodestyle, pyflakes, bugbear, isort, pyupgrade, complexity) and mypy; pyproject.toml.

@@ -13,13 +13,15 @@ from typing import TYPE_CHECKING
 from aiohttp import HttpVersion11, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import errors
+from . import errors, forms
 from .auth import Client, KeyRing
 from .config import GatewayConfig, ResolvedSecrets
 from .limits import LIMIT_KEYS, ClientLimits
-from .logs import OUTCOME, PROBE_PATHS
+from .logs import OUTCOME, PROBE_PATHS, REQUEST_ID
 from .metrics import UNKNOWN, Metrics, Outcome
 from .proxy import Forwarder
+from .routes import PROXIED, Streams
+from .stream_request import FORM_FIELDS
 from .upstream_client import UpstreamClient
 from .upstreams import UpstreamPool
 
@@ -28,14 +30,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("gateway")
 
-INFERENCE_PATHS = ("/v1/chat/completions", "/v1/completions", "/v1/embeddings")
-
 # Headers a browser may read from our replies (the SDKs look at Retry-After on 429).
-_EXPOSED_HEADERS = "Retry-After"
+_EXPOSED_HEADERS = "Retry-After, X-Request-Id"
 _PREFLIGHT_MAX_AGE = "600"
+# A preflight's answer depends on these request headers (the last is echoed), so caches must key on them.
+_PREFLIGHT_VARY = "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
 # Header names a preflight may ask for, echoed back only when they are plainly that.
 _HEADER_NAMES = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+(\s*,\s*[A-Za-z0-9!#$%&'*+.^_`|~-]+)*")
-_API_PATHS = frozenset((*INFERENCE_PATHS, "/v1/models"))
+_API_PATHS = frozenset((*PROXIED, "/v1/models"))
+# The methods of each path the gateway serves, for 405 and OPTIONS (aiohttp adds HEAD to a GET route).
+_POST, _GET = "OPTIONS, POST", "GET, HEAD, OPTIONS"
+_ALLOWED = {**dict.fromkeys(PROXIED, _POST), **dict.fromkeys(("/v1/models", *PROBE_PATHS), _GET)}
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 # vLLM's uvicorn closes idle connections after 5 s; dropping ours first avoids sending a
 # request on a connection the upstream is closing at that moment (it could not be retried).
@@ -79,12 +84,13 @@ class GatewayApp:
 
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=self.config.max_body_bytes)
-        for path in INFERENCE_PATHS:
+        for path in PROXIED:
             app.router.add_post(path, self.inference, expect_handler=_continue_later)
         app.router.add_get("/v1/models", self.list_models)
-        liveness, readiness = PROBE_PATHS
+        liveness, readiness, health = PROBE_PATHS
         app.router.add_get(liveness, self.healthz)
         app.router.add_get(readiness, self.readyz)
+        app.router.add_get(health, self.readyz)  # vLLM's /health: 200 while it can serve
         app.router.add_route("OPTIONS", "/{path:.*}", self.preflight)
         app.router.add_route("*", "/{path:.*}", self.unknown_path)
         app.on_response_prepare.append(self._on_prepare)
@@ -128,13 +134,15 @@ class GatewayApp:
             await asyncio.gather(*(pool.refresh() for pool in pools))
 
     async def _on_prepare(self, request: web.Request, response: web.StreamResponse) -> None:
-        response.headers["Server"] = errors.SERVER
+        headers = response.headers
+        headers["Server"] = errors.SERVER
+        headers["X-Request-Id"] = request[REQUEST_ID]
         origin = request.headers.get("Origin")
         if origin is not None and origin in self._cors_origins:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
-        if self._cors_origins:
-            response.headers["Vary"] = "Origin"
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Expose-Headers"] = _EXPOSED_HEADERS
+        if self._cors_origins and "Vary" not in headers:  # a preflight's names more
+            headers["Vary"] = "Origin"
         if self.draining:
             # Tell keep-alive callers to reconnect, which lands them on a replica that stays.
             # (The hook runs after aiohttp wrote its own headers, hence the explicit one.)
@@ -149,7 +157,7 @@ class GatewayApp:
 
     async def inference(self, request: web.Request) -> web.StreamResponse:
         started = time.monotonic()
-        outcome = request[OUTCOME] = Outcome(request.path)  # one of INFERENCE_PATHS: the route matched it
+        outcome = request[OUTCOME] = Outcome(request.path)  # one of PROXIED: the route matched it
         self.in_flight += 1
         try:
             response = await self._inference(request, outcome)
@@ -175,12 +183,13 @@ class GatewayApp:
         body = await self._read_body(request)
         if isinstance(body, web.Response):
             return body
-        payload = _parse_payload(body)
+        payload = _parse_payload(request, body)
         if isinstance(payload, web.Response):
             return payload
         model = payload.get("model")
         if not isinstance(model, str) or not model:
-            return errors.bad_request("The request body needs a 'model' string.", "missing_model")
+            return errors.bad_request("The request body needs a 'model' string (a form field of that name on the "
+                                      "audio routes).", "missing_model")
         pool = self.pools.get(model)
         if pool is None:
             return errors.unknown_model(model)
@@ -249,11 +258,18 @@ class GatewayApp:
         """Answered here, never forwarded: only configured origins get the CORS grant."""
         request[OUTCOME] = Outcome(request.path if request.path in _API_PATHS else UNKNOWN)
         origin = request.headers.get("Origin")
-        if origin is None or origin not in self._cors_origins:
-            return errors.error_response(403, "Origin not allowed.", "invalid_request_error", "origin_not_allowed")
+        if origin is None:  # not a CORS request: what the path allows
+            allowed = _ALLOWED.get(request.path)
+            if allowed is None:
+                return errors.not_found(request.path)
+            return web.Response(status=204, headers={"Allow": allowed, "Vary": _PREFLIGHT_VARY})
+        if origin not in self._cors_origins:
+            return errors.error_response(403, "Origin not allowed.", "invalid_request_error", "origin_not_allowed",
+                                         headers={"Vary": _PREFLIGHT_VARY})
         headers = {
             "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
             "Access-Control-Max-Age": _PREFLIGHT_MAX_AGE,
+            "Vary": _PREFLIGHT_VARY,
         }
         requested = request.headers.get("Access-Control-Request-Headers")
         if requested and _HEADER_NAMES.fullmatch(requested):
@@ -263,13 +279,20 @@ class GatewayApp:
 
     async def unknown_path(self, request: web.Request) -> web.Response:
         request[OUTCOME] = Outcome()
-        return errors.not_found(request.path)
+        allowed = _ALLOWED.get(request.path)
+        return errors.not_found(request.path) if allowed is None else errors.method_not_allowed(allowed)
 
     async def serve_metrics(self, request: web.Request) -> web.Response:
         return web.Response(body=generate_latest(self.metrics.registry), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _parse_payload(body: bytes) -> dict | web.Response:
+def _parse_payload(request: web.Request, body: bytes) -> dict | web.Response:
+    """The JSON object of the body; for the audio routes, the form fields the gateway reads."""
+    if PROXIED[request.path] is Streams.FORM:
+        boundary = forms.boundary(request.headers.get("Content-Type", ""))
+        if boundary is None:
+            return errors.bad_request("This endpoint takes a multipart/form-data body.", "invalid_form")
+        return forms.text_fields(body, boundary, FORM_FIELDS)
     try:
         payload = json.loads(body)
     except ValueError:

@@ -9,7 +9,9 @@ facing the internet needs and aiohttp does not enforce.
 - Only HTTP/1.x: another major version gets 505.
 - A malformed request gets an OpenAI-shaped 400 naming the parser's reason, never aiohttp's ERROR
   log line, which quotes the raw bytes (an `Authorization :` header with its key, for one).
-- Every request but the probes gets one access line (gateway/logs.py).
+- Every request gets its id (the client's X-Request-Id if it passes logs.RequestIds' check,
+  else a new one), returned in X-Request-Id on every reply; every request but the probes gets
+  one access line with it (gateway/logs.py).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from aiohttp import web
 
 from . import errors
 from .config import GatewayConfig
-from .logs import OUTCOME, PROBE_PATHS, AccessLog, RequestIds
+from .logs import OUTCOME, PROBE_PATHS, REQUEST_ID, AccessLog, RequestIds
 from .metrics import CLIENT_CLOSED
 
 log = logging.getLogger("gateway.connection")
@@ -71,9 +73,10 @@ class ClientConnection(web.RequestHandler):
         if not self._awaiting_head or self.transport is None:
             return
         timeout = self._config.client_header_timeout_s
-        self._access_log.write(self._request_ids.take(None), "", 408, timeout, None)
+        request_id = self._request_ids.take(None)
+        self._access_log.write(request_id, "", 408, timeout, None)
         self.transport.write(errors.raw_reply(
-            408, f"The request head did not arrive within {timeout:g}s.", "request_timeout"))
+            408, f"The request head did not arrive within {timeout:g}s.", "request_timeout", request_id))
         self.force_close()
 
     # --- write timeout ------------------------------------------------------------------------
@@ -132,6 +135,7 @@ class ClientConnection(web.RequestHandler):
         if request.version.major != 1:
             request_handler = _version_not_supported
         started = time.monotonic()  # uvloop's loop.time() counts whole milliseconds
+        request_id = request[REQUEST_ID] = self._request_ids.take(request.headers.get("X-Request-Id"))
         status = CLIENT_CLOSED  # unless a response is returned
         try:
             response, reset = await super()._handle_request(request, start_time, request_handler)
@@ -143,8 +147,7 @@ class ClientConnection(web.RequestHandler):
             if outcome is not None and outcome.status:
                 status = outcome.status  # e.g. a stream that went out as 200 and broke off (502)
             if request.path not in PROBE_PATHS:
-                self._access_log.write(self._request_ids.take(request.headers.get("X-Request-Id")), request.method,
-                                       status, time.monotonic() - started, outcome)
+                self._access_log.write(request_id, request.method, status, time.monotonic() - started, outcome)
 
     def handle_error(self, request: web.BaseRequest, status: int = 500, exc: BaseException | None = None,
                      message: str | None = None) -> web.StreamResponse:
@@ -157,12 +160,16 @@ class ClientConnection(web.RequestHandler):
             response = errors.malformed_request(_reason(exc))
         else:
             response = errors.internal_error()
-        response.force_close()
-        return response
+        return _closing(request, response)
 
 
 async def _version_not_supported(request: web.BaseRequest) -> web.StreamResponse:
-    response = errors.http_version_not_supported()
+    return _closing(request, errors.http_version_not_supported())
+
+
+def _closing(request: web.BaseRequest, response: web.Response) -> web.Response:
+    # Not an application's request: its on_response_prepare, which sets X-Request-Id, does not run.
+    response.headers["X-Request-Id"] = request[REQUEST_ID]
     response.force_close()
     return response
 

@@ -11,22 +11,22 @@ from aiohttp import web
 SERVER = "llm-edge-gateway"
 
 
-def _body(message: str, error_type: str, code: str) -> bytes:
-    return json.dumps({"error": {"message": message, "type": error_type, "param": None, "code": code}}).encode()
+def _body(message: str, error_type: str, code: str, param: str | None = None) -> bytes:
+    return json.dumps({"error": {"message": message, "type": error_type, "param": param, "code": code}}).encode()
 
 
 def error_response(status: int, message: str, error_type: str, code: str,
-                   headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=_body(message, error_type, code), content_type="application/json",
+                   headers: dict[str, str] | None = None, param: str | None = None) -> web.Response:
+    return web.Response(status=status, body=_body(message, error_type, code, param), content_type="application/json",
                         headers={"Server": SERVER, **(headers or {})})
 
 
-def raw_reply(status: int, message: str, code: str, headers: str = "") -> bytes:
+def raw_reply(status: int, message: str, code: str, request_id: str, headers: str = "") -> bytes:
     """A whole error reply as bytes, for a connection that has no aiohttp request (it closes after)."""
     body = _body(message, "invalid_request_error" if status < 500 else "server_error", code)
     return (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nServer: {SERVER}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n"
-            f"{headers}\r\n").encode("ascii") + body
+            f"X-Request-Id: {request_id}\r\n{headers}\r\n").encode("ascii") + body
 
 
 def unauthorized() -> web.Response:
@@ -34,8 +34,8 @@ def unauthorized() -> web.Response:
                           "invalid_request_error", "invalid_api_key")
 
 
-def bad_request(message: str, code: str = "invalid_request") -> web.Response:
-    return error_response(400, message, "invalid_request_error", code)
+def bad_request(message: str, code: str = "invalid_request", param: str | None = None) -> web.Response:
+    return error_response(400, message, "invalid_request_error", code, param=param)
 
 
 def forbidden_model(model: str) -> web.Response:
@@ -50,6 +50,11 @@ def unknown_model(model: str) -> web.Response:
 
 def not_found(path: str) -> web.Response:
     return error_response(404, f"No such endpoint: {path}", "invalid_request_error", "unknown_url")
+
+
+def method_not_allowed(allowed: str) -> web.Response:
+    return error_response(405, f"This endpoint takes only {allowed}.", "invalid_request_error", "method_not_allowed",
+                          headers={"Allow": allowed})
 
 
 def malformed_request(reason: str) -> web.Response:
@@ -84,6 +89,11 @@ def rate_limited(which: str, retry_after: int) -> web.Response:
 def upstream_unreachable(model: str) -> web.Response:
     return error_response(502, f"No upstream of model '{model}' could be reached.", "upstream_error",
                           "upstream_unreachable")
+
+
+def upstream_auth_failed(model: str) -> web.Response:
+    return error_response(502, f"The upstream of model '{model}' refused the gateway's own credentials; this is "
+                          "the gateway's configuration, not your key.", "upstream_error", "upstream_auth_failed")
 
 
 def upstream_failed(model: str) -> web.Response:

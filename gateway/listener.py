@@ -22,8 +22,7 @@ from .metrics import Metrics
 
 log = logging.getLogger("gateway.listener")
 
-_REFUSAL = errors.raw_reply(503, "This gateway replica has as many connections as it takes; retry shortly.",
-                            "too_many_connections", "Retry-After: 1\r\n")
+_REFUSAL = "This gateway replica has as many connections as it takes; retry shortly."
 _REFUSAL_LINGER_S = 1.0
 # Refused connections lingering at once; beyond this they are closed at once. Part of the
 # descriptors reserved beside the connections (below).
@@ -68,7 +67,8 @@ class _Refusal(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A TCP transport (uvloop's is not a subclass of asyncio.Transport, so no isinstance check).
         stream = cast(asyncio.Transport, transport)
-        stream.write(_REFUSAL)
+        stream.write(errors.raw_reply(503, _REFUSAL, "too_many_connections", self._listener.request_ids.take(None),
+                                      "Retry-After: 1\r\n"))
         if self._listener.lingering >= _MAX_LINGERING:
             stream.close()
             return
@@ -89,7 +89,7 @@ class ClientListener:
     def __init__(self, server: web.Server, config: GatewayConfig, metrics: Metrics):
         self._server = server
         self._config = config
-        self._request_ids = RequestIds()
+        self.request_ids = RequestIds()
         self.access_log = AccessLog()
         self._refused = metrics.connections_refused
         self._listening: asyncio.Server | None = None
@@ -104,7 +104,7 @@ class ClientListener:
         if len(self.connections) >= self._config.client_max_connections:
             self._refused.inc()
             return _Refusal(self)
-        connection = ClientConnection(self._server, self._config, self._request_ids, self.access_log,
+        connection = ClientConnection(self._server, self._config, self.request_ids, self.access_log,
                                       self.connections.discard, asyncio.get_running_loop())
         self.connections.add(connection)
         return connection

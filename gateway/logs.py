@@ -23,8 +23,11 @@ from .metrics import UNKNOWN, Outcome
 
 # What the request handlers learnt about a request (client, model, tokens), for its access line.
 OUTCOME = web.RequestKey("outcome", Outcome)
-# Kubelet probes every few seconds would drown the requests that matter.
-PROBE_PATHS = ("/healthz", "/readyz")
+# The request's id (RequestIds): in its reply's X-Request-Id, sent upstream, in its access line.
+REQUEST_ID = web.RequestKey("request_id", str)
+# Kubelet probes every few seconds would drown the requests that matter (/health is vLLM's name,
+# which clients such as guidellm check before they start).
+PROBE_PATHS = ("/healthz", "/readyz", "/health")
 _METHODS = frozenset(("GET", "POST", "OPTIONS", "HEAD", "PUT", "PATCH", "DELETE"))
 # A client's own X-Request-Id is kept when it is a plain token; one that looks like an API key
 # (sk-...) is replaced, so that a key pasted into the wrong header does not reach the log.
@@ -65,10 +68,14 @@ def _without_request_bytes(record: logging.LogRecord) -> bool:
 
 
 class RequestIds:
-    """The client's X-Request-Id if it is a plain token, else a new one unique to this process."""
+    """The client's X-Request-Id if it is a plain token, else a new one.
+
+    vLLM makes a client's id its completion id (`chatcmpl-<id>`), so a made one must be unique
+    across every replica: 64 random bits per process, then a counter.
+    """
 
     def __init__(self) -> None:
-        self._prefix = secrets.token_hex(4)
+        self._prefix = secrets.token_hex(8)
         self._counter = itertools.count(1)
 
     def take(self, offered: str | None) -> str:

@@ -116,11 +116,12 @@ class Outcome:
         if not self.answered:
             self.status = CLIENT_CLOSED
 
-    def add_usage(self, usage: object) -> None:
+    def set_usage(self, usage: object) -> None:
+        """The tokens of a reply's usage: Chat Completions' names, or the Responses API's."""
         if isinstance(usage, dict):
-            self.prompt_tokens += _count(usage.get("prompt_tokens"))
-            self.completion_tokens += _count(usage.get("completion_tokens"))
+            self.prompt_tokens = count(usage.get("prompt_tokens", usage.get("input_tokens")))
+            self.completion_tokens = count(usage.get("completion_tokens", usage.get("output_tokens")))
 
 
-def _count(value: object) -> int:
+def count(value: object) -> int:
     return value if isinstance(value, int) and value > 0 else 0

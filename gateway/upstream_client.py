@@ -32,6 +32,10 @@ Sink = Callable[[bytes], bool]
 # streamed reply sends between its head and the start of relay(). Beyond it reading pauses.
 MAX_BUFFERED_BODY = 1 << 20
 _CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+# The reply headers kept besides Content-Type (and Content-Length and Transfer-Encoding, which only
+# frame the reply here), for the gateway to pass on: what describes the body or says when to retry.
+# Never hop-by-hop headers, Server, Set-Cookie, Vary or CORS headers: those are the gateway's own.
+KEPT_HEADERS = frozenset((b"content-encoding", b"content-language", b"content-disposition", b"retry-after"))
 
 
 class UpstreamError(Exception):
@@ -73,6 +77,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.status = 0
         self.content_type: str | None = None
         self.content_length: int | None = None
+        self.headers: list[tuple[str, str]] = []  # those of KEPT_HEADERS the reply has
         self._framed = False  # Content-Length or chunked: otherwise the body ends with the connection
         self._body: list[bytes] = []
         self._buffered = 0
@@ -246,7 +251,14 @@ class UpstreamConnection(asyncio.Protocol):
             self._framed = True
             self.content_length = int(value) if value.isdigit() else None  # llhttp checks it; this only sizes buffers
         elif name == b"transfer-encoding":
+            # llhttp frames a reply whose coding is not chunked by the connection's end (and a 204 or
+            # 304 not at all), so such a reply could still be delivered; nothing here decodes other
+            # codings, and neither does h11 accept them.
+            if value.strip().lower() != b"chunked":
+                raise UpstreamBroken("the upstream's Transfer-Encoding is not chunked")
             self._framed = True
+        elif name in KEPT_HEADERS:
+            self.headers.append((name.decode("latin-1"), value.decode("latin-1")))
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
@@ -274,6 +286,7 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_complete(self) -> None:
         if not self.status:
             self.content_type = None  # the end of a 1xx reply
+            self.headers = []
             self._framed = False
             return
         self._complete = True

@@ -10,11 +10,13 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
 import openai
 import yaml
+from multidict import CIMultiDict
 
 ROOT = Path(__file__).resolve().parents[2]
 KEYS = {name: f"sk-test-{name}" for name in ("full", "chat-only", "rpm", "tpm", "from-env")}
@@ -99,6 +101,17 @@ class GatewayProcess:
                 self.proc.kill()
                 self.proc.wait()
         self._log_file.close()
+
+
+def raw(gateway, path: str, body: bytes | None = None, method: str | None = None,
+        headers: dict[str, str] | None = None) -> tuple[int, CIMultiDict[str], bytes]:
+    """One request with urllib: the status, the reply's headers (any case) and its body, whatever the status."""
+    request = urllib.request.Request(gateway.url + path, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return reply.status, CIMultiDict(reply.headers.items()), reply.read()
+    except urllib.error.HTTPError as error:
+        return error.code, CIMultiDict(error.headers.items()), error.read()
 
 
 def wait_for(predicate, timeout_s: float = 5.0):

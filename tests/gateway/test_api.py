@@ -5,26 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import urllib.error
-import urllib.request
 
 import openai
 import pytest
 
-from tests.gateway.harness import KEYS, ORIGIN, UPSTREAM_KEY
+from tests.gateway.harness import KEYS, ORIGIN, UPSTREAM_KEY, raw
 from tests.gateway.upstream_stub import PROMPT_TOKENS
 
 MESSAGES = [{"role": "user", "content": "hi"}]
-
-
-def raw(gateway, path: str, body: bytes | None = None, method: str | None = None,
-        headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(gateway.url + path, data=body, method=method, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as reply:
-            return reply.status, dict(reply.headers), reply.read()
-    except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), error.read()
 
 
 def assert_openai_error(body: bytes, code: str) -> None:
@@ -39,7 +27,7 @@ def test_chat_plain_sync_reaches_upstream_with_its_key_not_the_clients(gateway, 
     seen = stub.state.seen[-1]
     assert seen.path == "/v1/chat/completions"
     assert seen.headers["Authorization"] == f"Bearer {UPSTREAM_KEY}"
-    assert KEYS["full"] not in json.dumps(seen.headers)
+    assert KEYS["full"] not in json.dumps(dict(seen.headers))
 
 
 def test_model_without_upstream_key_gets_no_authorization_header(gateway, stub):
@@ -58,8 +46,8 @@ def test_stream_sync_without_usage_request_drops_the_usage_chunk(gateway, stub):
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == "t0 t1 t2 "
     assert all(c.choices for c in chunks), "usage-only chunk must not reach a client that did not ask for it"
-    # ...but the upstream was asked for it, so the gateway could count tokens.
-    assert stub.state.seen[-1].body["stream_options"] == {"include_usage": True}
+    # ...but the upstream was asked for it (and for usage on every chunk), so the gateway could count tokens.
+    assert stub.state.seen[-1].body["stream_options"] == {"include_usage": True, "continuous_usage_stats": True}
 
 
 def test_stream_async_with_usage_request_keeps_the_usage_chunk(gateway, stub):
@@ -246,16 +234,22 @@ def test_unauthenticated_requests_use_placeholder_labels(gateway):
     assert "made-up-by-caller" not in gateway.metrics()
 
 
-def test_include_usage_is_added_to_the_request_body_as_sent():
-    from gateway.proxy import _ask_for_usage
+def test_usage_options_are_added_to_the_request_body_as_sent():
+    from gateway.routes import Streams
+    from gateway.stream_request import plan
 
-    def added(body: bytes) -> dict:
-        return json.loads(_ask_for_usage(body, json.loads(body), json.loads(body).get("stream_options")))
+    def added(body: bytes) -> bytes:
+        stream = plan(Streams.STREAM_OPTIONS, json.loads(body), body, "application/json")
+        assert stream is not None
+        return stream.body
 
+    usage = {"include_usage": True, "continuous_usage_stats": True}
     plain = b'{"model": "chat", "stream": true, "messages": [{"role": "user", "content": "h\\u00e9"}]} \n'
-    assert _ask_for_usage(plain, json.loads(plain), None).startswith(plain.rstrip()[:-1])
-    assert added(plain) == {**json.loads(plain), "stream_options": {"include_usage": True}}
-    other = b'{"model": "chat", "stream": true, "stream_options": {"continuous_usage_stats": true}}'
-    assert added(other)["stream_options"] == {"continuous_usage_stats": True, "include_usage": True}
+    assert added(plain).startswith(plain.rstrip()[:-1])
+    assert json.loads(added(plain)) == {**json.loads(plain), "stream_options": usage}
+    other = b'{"model": "chat", "stream": "yes", "stream_options": {"include_usage": "1", "bogus": 1}}'
+    assert json.loads(added(other))["stream_options"] == {"bogus": 1, **usage}
     utf16 = '{"model": "chat", "stream": true}'.encode("utf-16")
-    assert added(utf16) == {"model": "chat", "stream": True, "stream_options": {"include_usage": True}}
+    assert json.loads(added(utf16)) == {"model": "chat", "stream": True, "stream_options": usage}
+    both = b'{"model": "chat", "stream": 1, "stream_options": {"include_usage": 1, "continuous_usage_stats": "on"}}'
+    assert added(both) == both, "asked for already: sent as it came"

@@ -20,7 +20,7 @@ from tests.gateway.store import PASSWORD, RedisServer
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 # rpm / tpm of each client; every test uses clients of its own, so one store serves them all.
-LIMITS = {"rpm6": {"rpm": 6}, "tpm20": {"tpm": 20}, "steady": {"rpm": 100_000, "tpm": 10_000_000},
+LIMITS = {"rpm6": {"rpm": 6}, "tpm20": {"tpm": 20}, "stream20": {"tpm": 20}, "steady": {"rpm": 100_000, "tpm": 10_000_000},
           "share": {"rpm": 4}, "after": {"rpm": 3}}
 KEYS = {name: f"sk-test-shared-{name}" for name in LIMITS}
 REPLICAS = 3
@@ -113,6 +113,18 @@ def test_tpm_holds_exactly_across_replicas(replicas):
     assert caught.value.response.headers["Retry-After"] in ("6", "7")
     assert "tokens per minute" in caught.value.message
     assert sum(g.metric("gateway_tokens_total", client="tpm20", model="chat", direction="in") for g in replicas) == 15
+
+
+def test_a_stream_is_charged_to_the_shared_tpm_as_it_is_counted(replicas):
+    """The store is charged the stream's final usage (5 + 3 tokens), not the sum of the usage vLLM
+    puts on every chunk when the gateway asks for continuous usage (34 tokens)."""
+    stream = replicas[0].client(key=KEYS["stream20"]).chat.completions.create(
+        model="chat", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+    assert [chunk.usage.total_tokens for chunk in stream if chunk.usage] == [8]
+    # 20 - 8 = 12, then replies of 7 tokens on the other replicas: 12 -> 5 -> -2, then refused.
+    assert wait_for(lambda: sum(g.metric("gateway_tokens_total", client="stream20", model="chat", direction="out")
+                                for g in replicas) == 3)
+    assert [statuses([replicas[1 + i % 2]], "stream20", 1)[0] for i in range(3)] == [200, 200, 429]
 
 
 def test_the_store_holds_client_names_and_numbers_only_and_every_key_expires(replicas, store):

@@ -9,6 +9,7 @@ import pytest
 
 from gateway.metrics import CLIENT_CLOSED, Outcome
 from gateway.sse import MAX_EVENT_BYTES, SseRelay
+from gateway.stream_request import StreamPlan
 from gateway.upstream_client import UpstreamBroken
 
 
@@ -36,11 +37,11 @@ def event(obj: object) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
-def relay(client_wants_usage: bool = False) -> tuple[SseRelay, Transport, Outcome]:
+def relay(client_wants_usage: bool = False, **plan) -> tuple[SseRelay, Transport, Outcome]:
     transport, outcome = Transport(), Outcome()
     outcome.status = 200
-    sse = SseRelay(transport, writer=None, client_wants_usage=client_wants_usage,
-                   outcome=outcome, on_first_chunk=lambda: None)
+    stream = StreamPlan(b"", usage_chunk=client_wants_usage, chunk_usage=client_wants_usage, **plan)
+    sse = SseRelay(transport, writer=None, plan=stream, outcome=outcome, on_first_chunk=lambda: None)
     return sse, transport, outcome
 
 
@@ -105,3 +106,44 @@ def test_event_larger_than_the_maximum_breaks_the_stream():
         for _ in range(MAX_EVENT_BYTES // len(piece) + 2):
             sse.feed(piece)
     assert transport.written == b""
+
+
+def chunk(index: int, completion: int, prompt: int = 9, finish: str | None = None, compact: bool = True) -> bytes:
+    """A vLLM chunk with continuous usage (cumulative: the prompt and this choice's tokens so far)."""
+    obj = {"id": "c", "choices": [{"index": index, "delta": {"content": "x"}, "finish_reason": finish}],
+           "usage": {"prompt_tokens": prompt, "total_tokens": prompt + completion, "completion_tokens": completion}}
+    return b"data: " + json.dumps(obj, separators=(",", ":") if compact else None).encode() + b"\n\n"
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_cumulative_usage_counts_the_last_per_choice_and_prompt(compact):
+    # Completions with two prompts and n=2: choice i answers prompt i // 2 (vLLM completion/serving.py:329).
+    sse, transport, outcome = relay(choices_per_prompt=2)
+    sse.feed(chunk(0, 1, 4, compact=compact) + chunk(1, 1, 4, compact=compact))  # two events in one read
+    sse.feed(chunk(2, 1, 6, compact=compact))
+    sse.feed(chunk(0, 2, 4, compact=compact) + chunk(3, 3, 6, compact=compact))
+    assert (outcome.prompt_tokens, outcome.completion_tokens) == (4 + 6, 2 + 1 + 1 + 3)
+    assert b"usage" not in transport.written, "the client asked for none"
+    sse.feed(event({"id": "c", "choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 20}}))
+    assert (outcome.prompt_tokens, outcome.completion_tokens) == (10, 20), "the final usage replaces the count"
+
+
+def test_crlf_events_and_a_usage_member_first_are_taken_out_too():
+    sse, transport, outcome = relay()
+    sse.feed(b'data: {"usage": {"prompt_tokens": 3, "completion_tokens": 1}, "choices": [{"index": 0}]}\r\n\r\n'
+             b'data: {"choices":[{"index":0}],"usage":{"prompt_tokens":3,"completion_tokens":2}}\r\n\r\n')
+    assert (outcome.prompt_tokens, outcome.completion_tokens) == (3, 2)
+    assert transport.written.count(b"\r\n\r\n") == 2 and b"usage" not in transport.written
+    assert json.loads(transport.written.split(b"\r\n")[1][5:]) == {"choices": [{"index": 0}]}
+
+
+def test_finish_chunks_wait_for_the_fingerprint_of_the_usage_chunk():
+    sse, transport, outcome = relay()
+    sse.feed(chunk(0, 1))
+    sse.feed(chunk(0, 2, finish="length"))
+    assert b"length" not in transport.written, "held until the usage chunk says the fingerprint"
+    sse.feed(event({"id": "c", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 2},
+                    "system_fingerprint": "fp-1"}) + b"data: [DONE]\n\n")
+    assert b'"finish_reason":"length"}],"system_fingerprint":"fp-1"}\n\ndata: [DONE]' in transport.written
+    assert transport.written.count(b"choices") == 2 and b"[DONE]" in transport.written
+    assert (outcome.prompt_tokens, outcome.completion_tokens) == (9, 2)

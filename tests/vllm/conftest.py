@@ -1,7 +1,11 @@
-"""Fixtures of the real-peer layer: one vLLM server per session, and a gateway in front of it.
+"""Fixtures of the real-peer layer: vLLM servers, one at a time, and a gateway in front of each.
 
 The vLLM venv comes from VLLM_VENV (set by `make test-vllm`), else `.venv-vllm` in the
 repository. Without it the tests fail, never skip: this layer must not pass by doing nothing.
+
+Each vLLM server takes about 3 GB and most of a minute to start, so only one runs at a time:
+the tests are ordered by the model they need (the generating one first, then the pooling ones),
+and asking for another model stops the server of the last one.
 """
 
 from __future__ import annotations
@@ -12,9 +16,63 @@ from pathlib import Path
 import pytest
 
 from tests.gateway.harness import ROOT, GatewayProcess, sha256
-from tests.vllm.server import CLIENT, CLIENT_KEY, MODEL, VLLM_KEY, VllmServer, build_tiny_model
+from tests.vllm.server import (
+    CLASSIFY_MODEL,
+    CLIENT,
+    CLIENT_KEY,
+    EMBED_MODEL,
+    KINDS,
+    MODEL,
+    VLLM_KEY,
+    VllmServer,
+    build_tiny_model,
+)
 
-_started: list[VllmServer] = []
+# Clients of every gateway here: CLIENT may use the server's model; TPM_CLIENT too, with a
+# tokens-per-minute limit; OTHER_CLIENT may only use OTHER_MODEL (another name for the same
+# server), never the server's own model name.
+TPM_CLIENT, TPM_CLIENT_KEY, TPM = "tpm-limited", "sk-test-vllm-tpm", 20
+OTHER_CLIENT, OTHER_CLIENT_KEY, OTHER_MODEL = "other-only", "sk-test-vllm-other", "not-this-one"
+_FIXTURE_ORDER = ("vllm", "embed_vllm", "classify_vllm")
+
+
+class OneServer:
+    """The vLLM server running now, and the gateway in front of it."""
+
+    def __init__(self, python: Path, tmp_path_factory: pytest.TempPathFactory):
+        self._python = python
+        self._tmp = tmp_path_factory
+        self._model_dir: Path | None = None
+        self.server: VllmServer | None = None
+        self.gateway: GatewayProcess | None = None
+        self.started: list[VllmServer] = []
+
+    def serve(self, model: str) -> tuple[VllmServer, GatewayProcess]:
+        if self.server is None or self.server.model != model:
+            self.stop()
+            if self._model_dir is None:
+                self._model_dir = build_tiny_model(self._python, self._tmp.mktemp("tiny-llama"))
+            self.server = VllmServer(self._python, self._model_dir, self._tmp.mktemp("vllm") / f"{model}.log", model)
+            self.started.append(self.server)
+            self.gateway = GatewayProcess(gateway_config(self.server), self._tmp.mktemp("gateway"),
+                                          {"VLLM_UPSTREAM_KEY": VLLM_KEY})
+        assert self.gateway is not None
+        return self.server, self.gateway
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+        if self.server is not None:
+            self.server.stop()
+        self.server = self.gateway = None
+
+
+def gateway_config(server: VllmServer) -> dict:
+    return {"models": {name: {"upstreams": [server.url], "upstream_key_env": "VLLM_UPSTREAM_KEY"}
+                       for name in (server.model, OTHER_MODEL)},
+            "clients": [{"name": CLIENT, "key_sha256": sha256(CLIENT_KEY), "models": [server.model]},
+                        {"name": TPM_CLIENT, "key_sha256": sha256(TPM_CLIENT_KEY), "models": [server.model], "tpm": TPM},
+                        {"name": OTHER_CLIENT, "key_sha256": sha256(OTHER_CLIENT_KEY), "models": [OTHER_MODEL]}]}
 
 
 @pytest.fixture(scope="session")
@@ -28,25 +86,52 @@ def vllm_python() -> Path:
 
 
 @pytest.fixture(scope="session")
-def vllm(vllm_python, tmp_path_factory) -> VllmServer:
-    """vLLM serving the tiny Llama as `tiny-llama` with random weights, key VLLM_KEY."""
-    model_dir = build_tiny_model(vllm_python, tmp_path_factory.mktemp("tiny-llama"))
-    server = VllmServer(vllm_python, model_dir, tmp_path_factory.mktemp("vllm") / "vllm.log")
-    _started.append(server)
-    yield server
-    server.stop()
+def one_server(vllm_python, tmp_path_factory, request) -> OneServer:
+    servers = OneServer(vllm_python, tmp_path_factory)
+    request.config.stash[_SERVERS] = servers
+    yield servers
+    servers.stop()
 
 
-@pytest.fixture(scope="session")
-def gateway(vllm, tmp_path_factory) -> GatewayProcess:
-    """The gateway with one client (CLIENT_KEY, every model) and vLLM as the model's only upstream."""
-    config = {"models": {MODEL: {"upstreams": [vllm.url], "upstream_key_env": "VLLM_UPSTREAM_KEY"}},
-              "clients": [{"name": CLIENT, "key_sha256": sha256(CLIENT_KEY), "models": ["*"]}]}
-    process = GatewayProcess(config, tmp_path_factory.mktemp("gateway"), {"VLLM_UPSTREAM_KEY": VLLM_KEY})
-    yield process
-    process.stop()
+@pytest.fixture
+def vllm(one_server) -> VllmServer:
+    """vLLM generating with the tiny Llama (random weights) as `tiny-llama`, key VLLM_KEY."""
+    return one_server.serve(MODEL)[0]
 
 
-def pytest_terminal_summary(terminalreporter):
-    for server in _started:
-        terminalreporter.write_line(f"vLLM answered /health {server.start_seconds:.1f} s after its start (log {server.log})")
+@pytest.fixture
+def gateway(one_server) -> GatewayProcess:
+    """The gateway in front of `vllm`: clients CLIENT, TPM_CLIENT and OTHER_CLIENT."""
+    return one_server.serve(MODEL)[1]
+
+
+@pytest.fixture
+def embed_vllm(one_server) -> tuple[VllmServer, GatewayProcess]:
+    """vLLM's pooling runner with `--convert embed` as `tiny-embed`, and the gateway in front of it."""
+    return one_server.serve(EMBED_MODEL)
+
+
+@pytest.fixture
+def classify_vllm(one_server) -> tuple[VllmServer, GatewayProcess]:
+    """vLLM's pooling runner with `--convert classify` as `tiny-classify`, and the gateway in front of it."""
+    return one_server.serve(CLASSIFY_MODEL)
+
+
+_SERVERS = pytest.StashKey[OneServer]()
+assert set(KINDS) == {MODEL, EMBED_MODEL, CLASSIFY_MODEL}
+
+
+def pytest_collection_modifyitems(items):
+    """The tests of one model together, so that each vLLM server starts once."""
+    def kind(item) -> int:
+        names = getattr(item, "fixturenames", ())
+        return max((_FIXTURE_ORDER.index(name) for name in names if name in _FIXTURE_ORDER), default=0)
+
+    items.sort(key=kind)  # stable: the order within a kind stays the file order
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    servers = config.stash.get(_SERVERS, None)
+    for server in servers.started if servers else ():
+        terminalreporter.write_line(f"vLLM ({server.model}) answered /health {server.start_seconds:.1f} s after its start "
+                                    f"(log {server.log})")

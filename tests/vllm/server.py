@@ -14,6 +14,13 @@ import openai
 from tests.gateway.harness import free_port
 
 MODEL = "tiny-llama"
+# The same tiny Llama under vLLM's pooling runner, which mounts routes by task
+# (V/entrypoints/pooling/*/api_router.py, V = vLLM 0.32's site-packages/vllm):
+# `--convert embed`: /v1/embeddings, /pooling, /score, /v1/score, /rerank, /v1/rerank, /v2/rerank;
+# `--convert classify`: /pooling, /classify.
+EMBED_MODEL = "tiny-embed"
+CLASSIFY_MODEL = "tiny-classify"
+KINDS = {MODEL: (), EMBED_MODEL: ("--convert", "embed"), CLASSIFY_MODEL: ("--convert", "classify")}
 # vLLM's own key (`--api-key`): only the gateway holds it, as in the cluster.
 VLLM_KEY = "sk-vllm-upstream-key"
 # The gateway's one client (conftest.py: gateway), allowed every model.
@@ -41,13 +48,14 @@ class VllmServer:
     stop() can signal all three as one process group.
     """
 
-    def __init__(self, python: Path, model_dir: Path, log: Path):
+    def __init__(self, python: Path, model_dir: Path, log: Path, model: str = MODEL):
+        self.model = model
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         command = [str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
-                   "--served-model-name", MODEL, "--load-format", "dummy", "--enforce-eager", "--dtype", "bfloat16",
-                   "--host", "127.0.0.1", "--port", str(self.port), "--api-key", VLLM_KEY]
+                   "--served-model-name", model, "--load-format", "dummy", "--enforce-eager", "--dtype", "bfloat16",
+                   "--host", "127.0.0.1", "--port", str(self.port), "--api-key", VLLM_KEY, *KINDS[model]]
         # vLLM's caches and config next to the log, not in the home directory.
         env = {**os.environ, **ENV, "VLLM_CACHE_ROOT": str(log.parent / "cache"), "VLLM_CONFIG_ROOT": str(log.parent / "config")}
         started = time.monotonic()
