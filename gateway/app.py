@@ -55,7 +55,7 @@ class GatewayApp:
             for c in config.clients
         ])
         self.limits = {c.name: ClientLimits(c.rpm, c.tpm) for c in config.clients}
-        self.pools = {name: UpstreamPool(name, m.upstreams, config.health, self.metrics)
+        self.pools = {name: UpstreamPool(name, m, config.health, self.metrics)
                       for name, m in config.models.items()}
         self._upstream_keys = secrets.upstream_keys
         self._cors_origins = frozenset(config.cors_origins)
