@@ -53,6 +53,9 @@ class Upstream:
     model: str
     urls: list[str]
     key: SecretKey | None
+    # The gateway's per-model routing (gateway/README.md); None keeps the gateway's default.
+    routing: str | None = None
+    routing_load_factor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,7 @@ def gateway_config(args: GatewayArgs) -> dict:
     return {
         "listen": f"0.0.0.0:{PORT}",
         "metrics_listen": f"0.0.0.0:{METRICS_PORT}",
-        "models": {
-            u.model: {"upstreams": u.urls, **({"upstream_key_env": env_name("upstream", u.key.secret_name, u.key.key)} if u.key else {})}
-            for u in args.upstreams
-        },
+        "models": {u.model: _model_config(u) for u in args.upstreams},
         "clients": [
             {
                 "name": c.name,
@@ -101,6 +101,17 @@ def gateway_config(args: GatewayArgs) -> dict:
         "drain_grace_s": settings.drain_grace_seconds,
         "drain_delay_s": DRAIN_DELAY_SECONDS,
     }
+
+
+def _model_config(upstream: Upstream) -> dict:
+    config: dict = {"upstreams": upstream.urls}
+    if upstream.key:
+        config["upstream_key_env"] = env_name("upstream", upstream.key.secret_name, upstream.key.key)
+    if upstream.routing is not None:
+        config["routing"] = upstream.routing
+    if upstream.routing_load_factor is not None:
+        config["routing_load_factor"] = upstream.routing_load_factor
+    return config
 
 
 class ApiGateway(pulumi.ComponentResource):

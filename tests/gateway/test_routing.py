@@ -50,7 +50,7 @@ def test_conversations_stick_to_one_replica(gateway, stub):
     hashed_before = gateway.metric("gateway_routing_decisions_total", model="chat", decision="hash")
     conversations = {seed: turns_of(seed, 3) for seed in range(9)}
     for turn in range(3):  # interleaved, as concurrent users would send them
-        for seed, sent in conversations.items():
+        for sent in conversations.values():
             client.chat.completions.create(model="chat", messages=sent[turn])
     served: dict[int, set[str]] = {}
     for seen in stub.state.seen:
