@@ -1,13 +1,15 @@
 """Prefix-affinity against least-outstanding routing, through the gateway, in front of 2 and 3 vLLM CPU replicas.
 
-    .venv/bin/python -m bench.routing [--concurrency 8] [--rounds 2]      (about 10-15 minutes here)
+    .venv/bin/python -m bench.routing [--profile chat|documents|both] [--concurrency 8] [--rounds 2]
+                                      (both profiles: about 25 minutes here; one: about 13)
 
 Needs the vLLM venv (VLLM_VENV, default .venv-vllm; `make vllm-venv`). Holds /tmp/vllm.lock
 (flock) while its vLLM servers run, so it waits for other vLLM runs on the machine. Three
 replicas start once; every arm empties their prefix caches first (POST /reset_prefix_cache), so no
 arm inherits another's cache. The arms: `single` (one replica: the hit-ratio upper bound), then
 for 2 and 3 replicas prefix affinity and least outstanding, alternating which goes first from
-round to round. Prints a markdown table (docs/performance.md keeps one) and the issue's targets.
+round to round. Each arm replays the same requests of a profile (bench/routing/workload.py).
+Prints markdown tables (docs/performance.md keeps them) and the issue's targets.
 """
 
 from __future__ import annotations
@@ -109,10 +111,22 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run_arm(name: str, count: int, replicas: list[Replica], base_url: str, metrics_url: str,
-            scripts: list, concurrency: int) -> dict:
+def run_arm(name: str, count: int, replicas: list[Replica], workdir: Path, scripts: list, concurrency: int) -> dict:
+    """One arm on empty caches: vLLM's prefix caches reset, and a gateway of its own (an empty routing index)."""
     for replica in replicas:
         replica.reset_prefix_cache()
+    port, metrics_port = free_port(), free_port()
+    gateway = start_gateway(gateway_config(replicas, port, metrics_port), workdir)
+    try:
+        return _measure(name, count, replicas, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics",
+                        scripts, concurrency)
+    finally:
+        gateway.terminate()
+        gateway.wait()
+
+
+def _measure(name: str, count: int, replicas: list[Replica], base_url: str, metrics_url: str,
+             scripts: list, concurrency: int) -> dict:
     before = [r.counters() for r in replicas[:count]]
     decided_before = decisions(metrics_url)
     result = asyncio.run(workload.run(base_url, CLIENT_KEY, name, scripts, concurrency))
@@ -184,13 +198,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--conversations", type=int, default=workload.Workload.conversations)
-    parser.add_argument("--single-requests", type=int, default=workload.Workload.single_requests)
+    parser.add_argument("--profile", choices=[*workload.PROFILES, "both"], default="both",
+                        help="workload (bench/routing/workload.py: PROFILES); both: one after the other, same replicas")
     args = parser.parse_args()
     python = (Path(os.environ.get("VLLM_VENV", ROOT / ".venv-vllm")) / "bin" / "python").absolute()
     if not python.exists():
         sys.exit(f"no vLLM venv at {python.parent.parent}: set VLLM_VENV or run make vllm-venv")
-    scripts = workload.Workload(conversations=args.conversations, single_requests=args.single_requests).scripts()
+    profiles = list(workload.PROFILES) if args.profile == "both" else [args.profile]
     workdir = Path(tempfile.mkdtemp(prefix="bench-routing-"))
     model_dir = workdir / "model"
     subprocess.run([str(python), str(ROOT / "bench" / "routing" / "model.py"), str(model_dir)], check=True)
@@ -200,34 +214,37 @@ def main() -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         started = time.monotonic()
         replicas = [Replica(python, model_dir, workdir / f"vllm-{i}", free_port()) for i in range(REPLICAS)]
-        gateway = None
         try:
             with ThreadPoolExecutor(REPLICAS) as pool:
                 list(pool.map(Replica.wait_ready, replicas))
             print(f"{REPLICAS} replicas ready after {time.monotonic() - started:.0f} s (logs under {workdir})",
                   file=sys.stderr, flush=True)
-            port, metrics_port = free_port(), free_port()
-            gateway = start_gateway(gateway_config(replicas, port, metrics_port), workdir)
-            base_url, metrics_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics"
             # Warm-up, not measured: each replica's first requests are slow (allocation, first kernels).
-            asyncio.run(workload.run(base_url, CLIENT_KEY, "least-3", scripts[:6], 3))
-            results = []
-            for name, count in arms(args.rounds):
-                results.append(run_arm(name, count, replicas, base_url, metrics_url, scripts, args.concurrency))
-                r = results[-1]
-                print(f"{name}: hit ratio {100 * r['hit_ratio']:.1f}%, TTFT p50 {r['ttft_p50_ms']:.0f} ms, "
-                      f"served {r['served']}, {r['duration_s']:.0f} s", file=sys.stderr, flush=True)
+            warm_up = workload.PROFILES[profiles[0]].scripts()[:6]
+            run_arm("least-3", REPLICAS, replicas, workdir, warm_up, REPLICAS)
+            results: dict[str, list[dict]] = {}
+            for profile in profiles:
+                scripts = workload.PROFILES[profile].scripts()
+                results[profile] = []
+                for name, count in arms(args.rounds):
+                    r = run_arm(name, count, replicas, workdir, scripts, args.concurrency)
+                    results[profile].append(r)
+                    print(f"{profile} {name}: hit ratio {100 * r['hit_ratio']:.1f}%, TTFT p50 {r['ttft_p50_ms']:.0f} ms, "
+                          f"served {r['served']}, {r['duration_s']:.0f} s", file=sys.stderr, flush=True)
         finally:
-            if gateway is not None:
-                gateway.terminate()
-                gateway.wait()
             for replica in replicas:
                 replica.stop()
         elapsed = time.monotonic() - started
 
-    cost = routing_cost(next(r for r in results if r["arm"].startswith("affinity"))["bodies"])
-    print(f"\nconcurrency {args.concurrency}, {len(scripts)} scripts, {args.rounds} rounds, "
-          f"VLLM_CPU_KVCACHE_SPACE={KV_CACHE_GIB} GiB per replica, vLLM time {elapsed:.0f} s\n")
+    print(f"\nconcurrency {args.concurrency}, {args.rounds} rounds, VLLM_CPU_KVCACHE_SPACE={KV_CACHE_GIB} GiB per replica, "
+          f"vLLM time {elapsed:.0f} s")
+    for profile, runs in results.items():
+        report(profile, runs)
+
+
+def report(profile: str, results: list[dict]) -> None:
+    bodies = next(r for r in results if r["arm"].startswith("affinity"))["bodies"]
+    print(f"\n### {profile}: {workload.PROFILES[profile]}, {len(bodies)} requests an arm\n")
     print(table(results))
     bound = pooled(results, "single")["hit_ratio"]
     print("\n| replicas | hit ratio affinity / least outstanding / single bound | affinity vs bound | affinity vs least "
@@ -239,10 +256,11 @@ def main() -> None:
               f"| {a['hit_ratio'] / bound:.2f} (target >= 0.90) | {a['hit_ratio'] / max(lo['hit_ratio'], 1e-9):.2f}x (>= 1.5x) "
               f"| {a['p50']:.0f} / {lo['p50']:.0f} ms (lower) | {a['p99']:.0f} / {lo['p99']:.0f} ms "
               f"| {a['spread']:.2f}x mean (<= 1.25x) |")
-    print(f"\nrouting cost per request (key + choice, 3 replicas, replayed in-process on {len(scripts)} scripts' bodies, "
-          f"largest {cost['body_kb_max']:.1f} KiB): mean {cost['mean_us']:.1f} us, p99 {cost['p99_us']:.1f} us, "
-          f"max {cost['max_us']:.1f} us; json.loads of the same bodies: mean {cost['json_mean_us']:.1f} us")
-
+    cost = routing_cost(bodies)
+    print(f"\nrouting cost per request (key + choice over 3 addresses, replayed in this process on the arm's "
+          f"{len(bodies)} bodies, largest {cost['body_kb_max']:.1f} KiB): mean {cost['mean_us']:.1f} us, "
+          f"p99 {cost['p99_us']:.1f} us, max {cost['max_us']:.1f} us; json.loads of the same bodies: "
+          f"mean {cost['json_mean_us']:.1f} us")
 
 if __name__ == "__main__":
     main()

@@ -1,8 +1,8 @@
 """The routing benchmark's workload: multi-turn conversations and requests sharing long system prompts.
 
-Every arm replays the same requests (fixed seeds). A worker plays one conversation at a time, turn
-after turn, each turn resending the whole history with the replies it got, as a chat client does;
-`concurrency` workers run at once. Each request streams, so the time to its first event is the
+Every arm replays the same requests (fixed seeds). Each turn resends the whole history with the
+replies it got, as a chat client does; `concurrency` requests run at once (run() says in what
+order). Each request streams, so the time to its first event is the
 time to first token (vLLM sends its first event with the first token).
 """
 
@@ -28,7 +28,9 @@ MAX_TOKENS = 16
 class Workload:
     system_prompts: int = 4  # distinct long system prompts, each shared by many conversations
     system_tokens: int = 300
-    conversations: int = 24  # multi-turn: 4 to 6 turns each
+    conversations: int = 24
+    turns: tuple[int, int] = (4, 6)  # fewest and most turns of a conversation
+    context_tokens: int = 0  # a document of its own in each conversation's first turn (RAG, an agent's tool output)
     single_requests: int = 12  # one turn each, a shared system prompt and a short question of its own
     user_tokens: int = 80
 
@@ -37,16 +39,28 @@ class Workload:
         rng = random.Random(18)
         systems = [_words(rng, self.system_tokens) for _ in range(self.system_prompts)]
         scripts = []
+        low, high = self.turns
         for index in range(self.conversations):
             system = systems[index % len(systems)]
-            turns = 4 + index % 3
-            scripts.append([(system, f"conversation {index} turn {turn} " + _words(rng, self.user_tokens))
-                            for turn in range(turns)])
+            document = _words(rng, self.context_tokens) + " " if self.context_tokens else ""
+            scripts.append([(system, f"conversation {index} turn {turn} " + (document if turn == 0 else "")
+                             + _words(rng, self.user_tokens))
+                            for turn in range(low + index % (high - low + 1))])
         for index in range(self.single_requests):
             system = systems[index % len(systems)]
             scripts.append([(system, f"request {index} " + _words(rng, self.user_tokens // 2))])
         rng.shuffle(scripts)
         return scripts
+
+
+# chat: long conversations after a few shared system prompts; every replica soon holds the system
+# prompts, so least outstanding loses only the turns a replica has not seen.
+# documents: each conversation opens with a document of its own (retrieval, a file, a tool's
+# output), then asks follow-ups: least outstanding recomputes the document wherever a follow-up lands.
+PROFILES = {
+    "chat": Workload(),
+    "documents": Workload(turns=(2, 4), context_tokens=600, user_tokens=60),
+}
 
 
 def _words(rng: random.Random, count: int) -> str:
@@ -62,24 +76,39 @@ class Result:
 
 
 async def run(base_url: str, key: str, model: str, scripts: list[list[tuple[str, str]]], concurrency: int) -> Result:
+    """Every conversation is open from the start; `concurrency` workers take the next request from one
+    queue, and a conversation's next turn joins the back of it once its reply is in.
+
+    A user reads and types between turns, so the next turn of a conversation reaches the gateway at
+    a moment unrelated to where its last turn ran. A closed loop that sent it the moment the reply
+    ended would not be that: it would arrive just as its own replica freed a slot, and least
+    outstanding would pick that replica again by accident (measured: 63% hit ratio for it, as for
+    prefix affinity, on the documents profile with 2 replicas).
+    """
     result = Result()
-    queue: asyncio.Queue[list[tuple[str, str]]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[list[tuple[str, str]], list[dict]] | None] = asyncio.Queue()
     for script in scripts:
-        queue.put_nowait(script)
+        queue.put_nowait((script, [{"role": "system", "content": script[0][0]}]))
+    open_conversations = len(scripts)
     headers = {"Authorization": f"Bearer {key}"}
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=300, limits=limits) as client:
         async def worker() -> None:
-            while not queue.empty():
-                script = queue.get_nowait()
-                messages = [{"role": "system", "content": script[0][0]}]
-                for _, user in script:
-                    messages.append({"role": "user", "content": user})
-                    body = {"model": model, "messages": messages, "max_tokens": MAX_TOKENS, "stream": True,
-                            "ignore_eos": True, "temperature": 0}
-                    result.bodies.append(json.loads(json.dumps(body)))
-                    reply = await _stream(client, body, result)
-                    messages.append({"role": "assistant", "content": reply})
+            nonlocal open_conversations
+            while (item := await queue.get()) is not None:
+                script, messages = item
+                messages.append({"role": "user", "content": script[len(messages) // 2][1]})
+                body = {"model": model, "messages": messages, "max_tokens": MAX_TOKENS, "stream": True,
+                        "ignore_eos": True, "temperature": 0}
+                result.bodies.append(json.loads(json.dumps(body)))
+                messages.append({"role": "assistant", "content": await _stream(client, body, result)})
+                if len(messages) // 2 < len(script):
+                    queue.put_nowait((script, messages))
+                else:
+                    open_conversations -= 1
+                    if not open_conversations:
+                        for _ in range(concurrency):
+                            queue.put_nowait(None)
 
         started = time.monotonic()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
