@@ -1,6 +1,6 @@
 """Prefix-affinity against least-outstanding routing, through the gateway, in front of 2 and 3 vLLM CPU replicas.
 
-    .venv/bin/python -m bench.routing [--profile chat|documents|both] [--concurrency 8] [--rounds 2]
+    .venv/bin/python -m bench.routing [--profile chat|documents|both] [--concurrency 8] [--rounds 2] [--load-factor 1.25]
                                       (both profiles: about 25 minutes here; one: about 13)
 
 Needs the vLLM venv (VLLM_VENV, default .venv-vllm; `make vllm-venv`). Holds /tmp/vllm.lock
@@ -61,11 +61,12 @@ def arms(rounds: int) -> list[tuple[str, int]]:
     return order
 
 
-def gateway_config(replicas: list[Replica], port: int, metrics_port: int) -> dict:
+def gateway_config(replicas: list[Replica], port: int, metrics_port: int, load_factor: float) -> dict:
     urls = [r.url for r in replicas]
 
     def model(count: int, routing: str) -> dict:
-        return {"upstreams": urls[:count], "upstream_key_env": "BENCH_VLLM_KEY", "routing": routing}
+        return {"upstreams": urls[:count], "upstream_key_env": "BENCH_VLLM_KEY", "routing": routing,
+                "routing_load_factor": load_factor}
 
     return {
         "listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{metrics_port}",
@@ -111,12 +112,13 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run_arm(name: str, count: int, replicas: list[Replica], workdir: Path, scripts: list, concurrency: int) -> dict:
+def run_arm(name: str, count: int, replicas: list[Replica], workdir: Path, scripts: list, concurrency: int,
+            load_factor: float) -> dict:
     """One arm on empty caches: vLLM's prefix caches reset, and a gateway of its own (an empty routing index)."""
     for replica in replicas:
         replica.reset_prefix_cache()
     port, metrics_port = free_port(), free_port()
-    gateway = start_gateway(gateway_config(replicas, port, metrics_port), workdir)
+    gateway = start_gateway(gateway_config(replicas, port, metrics_port, load_factor), workdir)
     try:
         return _measure(name, count, replicas, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics",
                         scripts, concurrency)
@@ -198,6 +200,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--load-factor", type=float, default=1.25, help="routing_load_factor of the affinity arms")
     parser.add_argument("--profile", choices=[*workload.PROFILES, "both"], default="both",
                         help="workload (bench/routing/workload.py: PROFILES); both: one after the other, same replicas")
     args = parser.parse_args()
@@ -221,13 +224,13 @@ def main() -> None:
                   file=sys.stderr, flush=True)
             # Warm-up, not measured: each replica's first requests are slow (allocation, first kernels).
             warm_up = workload.PROFILES[profiles[0]].scripts()[:6]
-            run_arm("least-3", REPLICAS, replicas, workdir, warm_up, REPLICAS)
+            run_arm("least-3", REPLICAS, replicas, workdir, warm_up, REPLICAS, args.load_factor)
             results: dict[str, list[dict]] = {}
             for profile in profiles:
                 scripts = workload.PROFILES[profile].scripts()
                 results[profile] = []
                 for name, count in arms(args.rounds):
-                    r = run_arm(name, count, replicas, workdir, scripts, args.concurrency)
+                    r = run_arm(name, count, replicas, workdir, scripts, args.concurrency, args.load_factor)
                     results[profile].append(r)
                     print(f"{profile} {name}: hit ratio {100 * r['hit_ratio']:.1f}%, TTFT p50 {r['ttft_p50_ms']:.0f} ms, "
                           f"served {r['served']}, {r['duration_s']:.0f} s", file=sys.stderr, flush=True)
@@ -236,7 +239,8 @@ def main() -> None:
                 replica.stop()
         elapsed = time.monotonic() - started
 
-    print(f"\nconcurrency {args.concurrency}, {args.rounds} rounds, VLLM_CPU_KVCACHE_SPACE={KV_CACHE_GIB} GiB per replica, "
+    print(f"\nconcurrency {args.concurrency}, {args.rounds} rounds, load factor {args.load_factor}, "
+          f"VLLM_CPU_KVCACHE_SPACE={KV_CACHE_GIB} GiB per replica, "
           f"vLLM time {elapsed:.0f} s")
     for profile, runs in results.items():
         report(profile, runs)
