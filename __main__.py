@@ -104,6 +104,7 @@ if alerts.enabled and alerts.tunnel_notifications:
 
 # --- secrets: generated and given keys, stored in AWS Secrets Manager ------------------------
 base_url = f"https://{config.public_hostname}/v1"
+shared_limits = config.gateway.shared_limits if config.gateway.enabled else None
 credentials = Credentials(
     "credentials",
     CredentialsArgs(
@@ -122,6 +123,12 @@ credentials = Credentials(
             for name, backend in config.backends.items()
             if backend.api_key_config_key
         },
+        limit_store_password=shared_limits is not None and shared_limits.mode == "in-cluster",
+        limit_store_url=(
+            secret_config.require_secret(shared_limits.url_config_key)
+            if shared_limits is not None and shared_limits.url_config_key
+            else None
+        ),
     ),
 )
 vault = SecretVault(

@@ -8,6 +8,7 @@ import json
 import logging
 import re
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import HttpVersion11, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -23,6 +24,9 @@ from .routes import PROXIED, Streams
 from .stream_request import FORM_FIELDS
 from .upstream_client import UpstreamClient
 from .upstreams import UpstreamPool
+
+if TYPE_CHECKING:
+    from .shared_limits import LimitStore, SharedClientLimits
 
 log = logging.getLogger("gateway")
 
@@ -48,13 +52,24 @@ class GatewayApp:
 
     def __init__(self, config: GatewayConfig, secrets: ResolvedSecrets):
         self.config = config
-        self.metrics = Metrics()
+        self.metrics = Metrics(limit_store=config.shared_limits is not None)
         self.keyring = KeyRing([
             Client(name=c.name, key_hash=secrets.client_hashes[c.name].encode("ascii"),
                    models=frozenset(c.models), rpm=c.rpm, tpm=c.tpm)
             for c in config.clients
         ])
         self.limits = {c.name: ClientLimits(c.rpm, c.tpm) for c in config.clients}
+        # With shared_limits, the store decides (and self.limits is not used).
+        self.limit_store: LimitStore | None = None
+        self.shared_limits: dict[str, SharedClientLimits] = {}
+        if config.shared_limits is not None:
+            # Imported only here: redis-py takes a sixth of a second to import.
+            from .shared_limits import LimitStore
+
+            assert secrets.limit_store_url is not None, "resolve_secrets() reads it"
+            self.limit_store = LimitStore(config.shared_limits, secrets.limit_store_url, secrets.limit_store_password,
+                                          self.metrics)
+            self.shared_limits = self.limit_store.client_limits(config.clients)
         self.pools = {name: UpstreamPool(name, m, config.health, self.metrics)
                       for name, m in config.models.items()}
         self._upstream_keys = secrets.upstream_keys
@@ -80,6 +95,8 @@ class GatewayApp:
         app.router.add_route("*", "/{path:.*}", self.unknown_path)
         app.on_response_prepare.append(self._on_prepare)
         app.cleanup_ctx.append(self._upstream_client)
+        if self.limit_store is not None:
+            app.cleanup_ctx.append(self._limit_store)
         return app
 
     def make_metrics_app(self) -> web.Application:
@@ -104,6 +121,12 @@ class GatewayApp:
                     await refresher
         finally:
             client.close()
+
+    async def _limit_store(self, app: web.Application):
+        assert self.limit_store is not None, "only set up with shared_limits"
+        await self.limit_store.start()
+        yield
+        await self.limit_store.close()
 
     async def _refresh_dns(self, pools: list[UpstreamPool]) -> None:
         while True:
@@ -173,8 +196,13 @@ class GatewayApp:
         outcome.model = model
         if not client.may_use(model):
             return errors.forbidden_model(model)
-        limits = self.limits[client.name]
-        refused = limits.admit()
+        limits: ClientLimits | SharedClientLimits
+        if self.limit_store is None:
+            limits = self.limits[client.name]
+            refused = limits.admit()
+        else:
+            limits = self.shared_limits[client.name]
+            refused = await limits.admit()
         if refused is not None:
             self.metrics.child(self.metrics.rate_limited, client.name, LIMIT_KEYS[refused[0]]).inc()
             return errors.rate_limited(*refused)

@@ -93,6 +93,45 @@ class ModelSettings(_Strict):
     # Block hashes remembered per address (LRU); about 180 bytes each (tracemalloc, CPython 3.11).
     routing_index_blocks: Annotated[int, Field(ge=1, le=10_000_000)] = 16384
 
+
+def _check_store_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise ValueError("must be a redis:// or rediss:// URL such as redis://limits.llm-edge.svc:6379/0")
+    if parts.path.strip("/") and not parts.path.strip("/").isdigit() or parts.query or parts.fragment:
+        raise ValueError("must have no path other than a database number (/0) and no query")
+    try:
+        _ = parts.port
+    except ValueError:
+        raise ValueError("has an invalid port") from None
+    return url
+
+
+StoreURL = Annotated[str, AfterValidator(_check_store_url)]
+
+
+class SharedLimitsSettings(_Strict):
+    """rpm and tpm kept in Redis or Valkey, shared by every replica that points at the same store."""
+
+    url: StoreURL | None = None
+    # The URL read from the environment at start-up instead (it may carry a user and password).
+    url_env: EnvName | None = None
+    password_env: EnvName | None = None
+    # Longest wait for the store on a request; then this request, and the following ones until
+    # the store answers again, are decided by the local share.
+    timeout_ms: Annotated[float, Field(gt=0, le=1000)] = 20.0
+    # While the store cannot be reached each replica allows limit / fallback_replicas (rounded up).
+    fallback_replicas: PositiveInt = 1
+    # Keys are <key_prefix><client name>:rpm and :tpm: gateways with the same prefix share budgets.
+    key_prefix: Annotated[str, Field(pattern=r"^[!-~]{1,100}$")] = "llm-edge:limits:"
+
+    @model_validator(mode="after")
+    def _one_url_source(self) -> SharedLimitsSettings:
+        if (self.url is None) == (self.url_env is None):
+            raise ValueError("give exactly one of url and url_env")
+        return self
+
+
 class ClientSettings(_Strict):
     name: str = Field(min_length=1)
     key_sha256: str | None = None
@@ -139,6 +178,7 @@ class GatewayConfig(_Strict):
     drain_grace_s: PositiveFloat = 30.0
     drain_delay_s: Annotated[float, Field(ge=0)] = 5.0
     health: HealthSettings = HealthSettings()
+    shared_limits: SharedLimitsSettings | None = None
 
     @field_validator("listen", "metrics_listen")
     @classmethod
@@ -186,6 +226,8 @@ class ResolvedSecrets(BaseModel):
 
     client_hashes: dict[str, str]  # client name -> hex SHA-256 of its key
     upstream_keys: dict[str, str]  # model name -> upstream bearer key
+    limit_store_url: str | None = None  # shared_limits: the store's URL (from url or url_env)
+    limit_store_password: str | None = None
 
 
 def _field_path(loc: tuple) -> str:
@@ -229,9 +271,34 @@ def resolve_secrets(config: GatewayConfig, environ: Mapping[str, str] | None = N
     problems: list[str] = []
     client_hashes = _client_hashes(config, environ, problems)
     upstream_keys = _upstream_keys(config, environ, problems)
+    store_url, store_password = _limit_store(config.shared_limits, environ, problems)
     if problems:
         raise ConfigError(problems)
-    return ResolvedSecrets(client_hashes=client_hashes, upstream_keys=upstream_keys)
+    return ResolvedSecrets(client_hashes=client_hashes, upstream_keys=upstream_keys,
+                           limit_store_url=store_url, limit_store_password=store_password)
+
+
+def _limit_store(settings: SharedLimitsSettings | None, environ: Mapping[str, str],
+                 problems: list[str]) -> tuple[str | None, str | None]:
+    if settings is None:
+        return None, None
+    url = settings.url
+    if settings.url_env is not None:
+        url = environ.get(settings.url_env, "").strip()
+        if not url:
+            problems.append(f"shared_limits.url_env: environment variable {settings.url_env} is not set")
+        else:
+            try:
+                _check_store_url(url)
+            except ValueError as exc:  # the value itself may hold a password: never repeated
+                problems.append(f"shared_limits.url_env: environment variable {settings.url_env} {exc}")
+                url = None
+    password = None
+    if settings.password_env is not None:
+        password = environ.get(settings.password_env, "")
+        if not password:
+            problems.append(f"shared_limits.password_env: environment variable {settings.password_env} is not set")
+    return url, password or None
 
 
 def _client_hashes(config: GatewayConfig, environ: Mapping[str, str], problems: list[str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 
 
 class Metrics:
-    def __init__(self) -> None:
+    def __init__(self, limit_store: bool = False) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -65,6 +65,18 @@ class Metrics:
             "gateway_connections_refused", "Client connections refused with 503: client_max_connections were open.",
             registry=r)
         self.draining = Gauge("gateway_draining", "1 after SIGTERM, while in-flight requests finish.", registry=r)
+        # Only with shared_limits: without a store there is nothing to be up or down.
+        self.limit_store_up: Gauge | None = None
+        self.limit_store_errors: Counter | None = None
+        if limit_store:
+            self.limit_store_up = Gauge(
+                "gateway_limit_store_up",
+                "1 while rpm and tpm are enforced in the shared store, 0 while this replica falls back to its local share.",
+                registry=r)
+            self.limit_store_errors = Counter(
+                "gateway_limit_store_errors",
+                "Calls to the shared limit store that failed, by error (timeout, connection, response).",
+                ["error"], registry=r)
         # labels() takes a lock and hashes its arguments; the hot path reuses children instead.
         self._children: dict[tuple, object] = {}
 

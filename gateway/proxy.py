@@ -2,8 +2,8 @@
 
 The upstream is chosen here from configuration only; the request body goes upstream unchanged
 except for the usage a stream is asked for (gateway/stream_request.py), and the only headers sent
-are the content type, the Host of the configured upstream, the request id and that model's own
-upstream key. Of the reply's headers only Content-Type and upstream_client.KEPT_HEADERS come back.
+are the client's Content-Type, the Host of the configured upstream, the request id and that model's
+own upstream key. Of the reply's headers only Content-Type and upstream_client.KEPT_HEADERS come back.
 An upstream error is read whole and never carries the upstream key to the client: a 401 or 403
 (the gateway's own key refused) becomes the gateway's 502, other error bodies lose the key.
 """
@@ -14,15 +14,16 @@ import asyncio
 import json
 import logging
 import time
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import errors, forms
+from . import errors
 from .limits import ClientLimits
 from .logs import REQUEST_ID
 from .metrics import CLIENT_CLOSED, Metrics, Outcome
 from .relay import USAGE, BodyRelay, ClientGone, ClientRelay
-from .routes import PROXIED, Streams
+from .routes import PROXIED
 from .routing import PrefixKey
 from .sse import SseRelay
 from .stream_request import BadField, StreamPlan, plan
@@ -38,9 +39,11 @@ from .upstreams import Endpoint, UpstreamPool
 
 log = logging.getLogger("gateway.proxy")
 
+if TYPE_CHECKING:
+    from .shared_limits import SharedClientLimits
+
 # Set by Cloudflare on every request it proxies (so, through the tunnel).
 _CF_RAY = "Cf-Ray"
-_JSON = b"application/json"
 # Replies with these statuses count against the upstream's passive health.
 _UNHEALTHY_STATUSES = frozenset((502, 503, 504))
 # The upstream refused the gateway's own key (vLLM's 401 body is {"error": "Unauthorized"}).
@@ -61,7 +64,7 @@ class Forwarder:
         self._keys = {model: {key.encode("ascii"), json.dumps(key)[1:-1].encode("ascii")}
                       for model, key in upstream_keys.items()}
 
-    async def forward(self, request: web.Request, limits: ClientLimits, pool: UpstreamPool,
+    async def forward(self, request: web.Request, limits: ClientLimits | SharedClientLimits, pool: UpstreamPool,
                       payload: dict, body: bytes, outcome: Outcome) -> web.StreamResponse:
         model = pool.model
         prepared = self._prepare(request, model, payload, body)
@@ -114,16 +117,19 @@ class Forwarder:
     def _prepare(self, request: web.Request, model: str, payload: dict,
                  body: bytes) -> tuple[StreamPlan | None, tuple[bytes, bytes, bytes], bytes] | web.Response:
         """The stream plan (None for one reply), the upstream request's head fields and its body; or a 400."""
-        content_type = request.headers.get("Content-Type", "")
+        content_type = request.headers.get("Content-Type")
         try:
-            stream = plan(PROXIED[request.path], payload, body, content_type)  # aiohttp matched one of PROXIED
+            stream = plan(PROXIED[request.path], payload, body, content_type or "")  # aiohttp matched one of PROXIED
         except BadField as refused:
             return errors.bad_request(f"{refused} (stream fields are read as vLLM reads them).", "invalid_stream_field",
                                       param=refused.param)
-        # A form's own boundary (the app checked it has one), else JSON.
-        boundary = forms.boundary(content_type) if PROXIED[request.path] is Streams.FORM else None
-        head = (_JSON if boundary is None else b'multipart/form-data; boundary="%b"' % boundary,
-                request[REQUEST_ID].encode("ascii"), self._auth_lines.get(model, b""))
+        # The client's Content-Type goes upstream as it came (none if it sent none), so vLLM takes or
+        # refuses it as it would directly: on its JSON routes it refuses all but application/json.
+        # aiohttp's parser lets no CR, LF or other control character into a header value, and
+        # surrogateescape gives back the bytes it read.
+        content_type_line = b"" if content_type is None else (
+            b"Content-Type: " + content_type.encode("utf-8", "surrogateescape") + b"\r\n")
+        head = (content_type_line, request[REQUEST_ID].encode("ascii"), self._auth_lines.get(model, b""))
         return stream, head, body if stream is None else stream.body
 
     async def _send(self, path: str, pool: UpstreamPool, head: tuple[bytes, bytes, bytes], body: bytes,
@@ -241,11 +247,11 @@ def _upstream_error(model: str, error: UpstreamError) -> web.Response:
 def _request(path: str, endpoint: Endpoint, head: tuple[bytes, bytes, bytes], body: bytes) -> bytes:
     """The request head and body: only the configured Host, the content type, the request id and the model's key."""
     # `path` is one of the gateway's fixed routes (aiohttp matched it), never free text from a client;
-    # the request id passed logs.RequestIds' check, and the content type is the gateway's own.
-    content_type, request_id, authorization = head
+    # the request id passed logs.RequestIds' check.
+    content_type_line, request_id, authorization = head
     return b"".join((
-        b"POST ", path.encode("ascii"), b" HTTP/1.1\r\nHost: ", endpoint.host, b"\r\nContent-Type: ", content_type,
-        b"\r\nContent-Length: ", b"%d" % len(body), b"\r\nX-Request-Id: ", request_id, b"\r\n", authorization,
+        b"POST ", path.encode("ascii"), b" HTTP/1.1\r\nHost: ", endpoint.host, b"\r\n", content_type_line,
+        b"Content-Length: ", b"%d" % len(body), b"\r\nX-Request-Id: ", request_id, b"\r\n", authorization,
         b"\r\n", body))
 
 

@@ -251,6 +251,11 @@ class UpstreamConnection(asyncio.Protocol):
             self._framed = True
             self.content_length = int(value) if value.isdigit() else None  # llhttp checks it; this only sizes buffers
         elif name == b"transfer-encoding":
+            # llhttp frames a reply whose coding is not chunked by the connection's end (and a 204 or
+            # 304 not at all), so such a reply could still be delivered; nothing here decodes other
+            # codings, and neither does h11 accept them.
+            if value.strip().lower() != b"chunked":
+                raise UpstreamBroken("the upstream's Transfer-Encoding is not chunked")
             self._framed = True
         elif name in KEPT_HEADERS:
             self.headers.append((name.decode("latin-1"), value.decode("latin-1")))

@@ -14,6 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from components.config import StackSettings, decode_project_config, preview_number
 from components.config.stack import settings_from_raw
 from offline.engine import StackRun
@@ -168,10 +170,15 @@ def cluster_lines(run: StackRun, cluster: str, objects: list[dict[str, Any]]) ->
                    for o in objects):
             lines.append(Line("the External Secrets controller's own AWS credentials may read this stack's secrets "
                               "(no oidcProviderArn: no IAM role for the SecretStore)"))
-    if kinds & {"PrometheusRule", "PodMonitor"}:
-        labels = sorted({f"{k}={v}" for o in objects if o["kind"] in ("PrometheusRule", "PodMonitor")
-                         for k, v in o["metadata"].get("labels", {}).items() if not k.startswith("app.kubernetes.io/")})
-        lines.append(Line(f"prometheus-operator CRDs (kube-prometheus-stack) and a Prometheus selecting {', '.join(labels)}"))
+    monitoring = [o for o in objects if o["kind"] in ("PrometheusRule", "PodMonitor")]
+    if monitoring:
+        lines.append(Line("prometheus-operator CRDs (kube-prometheus-stack) and a Prometheus selecting "
+                          + _selected_by(monitoring)))
+    dashboards = [o for o in objects if o["kind"] == "ConfigMap"
+                  and o["metadata"]["labels"].get("app.kubernetes.io/component") == "dashboards"]
+    if dashboards:
+        lines.append(Line(f"Grafana's dashboard sidecar watching ConfigMaps labelled {_selected_by(dashboards)} in this "
+                          f"namespace ({len(dashboards)} dashboards; kube-prometheus-stack: sidecar.dashboards.searchNamespace)"))
     writers = _claim_writers(objects)
     for claim in (o for o in objects if o["kind"] == "PersistentVolumeClaim"):
         spec, claim_name = claim["spec"], claim["metadata"]["name"]
@@ -180,11 +187,22 @@ def cluster_lines(run: StackRun, cluster: str, objects: list[dict[str, Any]]) ->
                           f"for {claim_name}"
                           + (f", writable for group {group} (fsGroup; NFS-style classes such as EFS need it in their uid/gid "
                              "parameters)" if group is not None else "")))
+    gateway: dict[str, Any] = next((yaml.safe_load(o["data"]["config.yaml"]) for o in objects
+                    if o["kind"] == "ConfigMap" and o["metadata"]["name"] == "gateway"), {})
+    if "url_env" in gateway.get("shared_limits", {}):
+        lines.append(Line("the gateway pods reach the external limit store (gateway.sharedLimits.urlConfigKey): Redis or "
+                          "Valkey, one primary endpoint (not cluster mode), its port open to this cluster's nodes"))
     for namespace in (o for o in objects if o["kind"] == "Namespace"):
         labels = namespace["metadata"].get("labels", {})
         lines.append(Line(f"namespace {namespace['metadata']['name']}: Pod Security {labels.get('pod-security.kubernetes.io/enforce')} "
                           "enforced (admission must not be stricter)"))
     return lines
+
+
+def _selected_by(objects: list[dict[str, Any]]) -> str:
+    """The labels other tools select these objects by (the stack's own app.kubernetes.io/* aside)."""
+    return ", ".join(sorted({f"{k}={v}" for o in objects for k, v in o["metadata"].get("labels", {}).items()
+                             if not k.startswith("app.kubernetes.io/")}))
 
 
 def _claim_writers(objects: list[dict[str, Any]]) -> dict[str, int]:

@@ -4,6 +4,12 @@ Each entry is (id, stack, overrides); later features add their variants here so 
 validation and policies cover them all.
 """
 
+from pathlib import Path
+
+import yaml
+
+PROD_GATEWAY = yaml.safe_load((Path(__file__).resolve().parents[1] / "Pulumi.prod.yaml").read_text())["config"]["llm-edge:gateway"]
+
 EXTERNAL_SECRETS_OVERRIDES = {
     "secrets": {"delivery": "external-secrets", "region": "eu-west-1", "recoveryWindowDays": 7},
     "clusters": {
@@ -30,6 +36,12 @@ PROD_ACCESS_OVERRIDES = {
         "access": {"serviceTokens": ["batch-jobs", "chat-app"]},
     }
 }
+# Shared limits (gateway.sharedLimits): a Valkey per cluster, or one external store for both clusters
+# whose URL is a secret config key (docs/migration.md).
+PROD_SHARED_LIMITS_IN_CLUSTER_OVERRIDES = {"gateway": {**PROD_GATEWAY, "sharedLimits": {"mode": "in-cluster"}}}
+PROD_SHARED_LIMITS_EXTERNAL_OVERRIDES = {
+    "gateway": {**PROD_GATEWAY, "sharedLimits": {"mode": "external", "urlConfigKey": "limitStoreUrl"}},
+}
 PREVIEW_OVERRIDES = {"preview": {"gatewayImage": "ghcr.io/llm-edge/llm-edge-gateway:pr-123-0a1b2c3"}}
 
 VARIANTS = [
@@ -41,4 +53,6 @@ VARIANTS = [
     # A pull-request preview as the pr-stack workflow makes it: dev's config plus the PR's gateway image.
     ("pr-123", "pr-123", PREVIEW_OVERRIDES),
     ("prod-access", "prod", PROD_ACCESS_OVERRIDES),
+    ("prod-shared-limits", "prod", PROD_SHARED_LIMITS_IN_CLUSTER_OVERRIDES),
+    ("prod-shared-limits-external", "prod", PROD_SHARED_LIMITS_EXTERNAL_OVERRIDES),
 ]

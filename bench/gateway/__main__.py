@@ -1,11 +1,13 @@
-"""Gateway benchmark: direct vs this gateway vs a bare Python proxy vs HAProxy vs the LiteLLM proxy, in one run.
+"""Gateway benchmark: direct vs this gateway (local and shared limits) vs a bare Python proxy vs HAProxy
+vs the LiteLLM proxy, in one run, then real vLLM (CPU) straight and through the gateway.
 
-    .venv/bin/python -m bench.gateway            (about 4.5 minutes; needs wrk and haproxy:
-                                                  apt-get install wrk haproxy)
+    .venv/bin/python -m bench.gateway            (about 9 minutes; needs wrk, haproxy and redis-server:
+                                                  apt-get install wrk haproxy redis-server; and the vLLM
+                                                  venv of `make vllm-venv`, or VLLM_VENV)
 
-Core 0 runs the load generators (wrk, and this process for streams); core 1 runs the upstream and
-the proxy under test. Prints a markdown table (docs/performance.md keeps one) and the issue's
-targets as ratios within this run.
+Core 0 runs the load generators (wrk, and this process for streams); core 1 runs the upstream,
+the limit store (redis-server) and the proxy under test. Prints a markdown table (docs/performance.md keeps one) and the issues' targets as
+ratios within this run.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import vllm_phase
 from .streams import concurrent_streams, hold_streams
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,6 +45,14 @@ HEADERS = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 STREAM_ROUNDS = 4
 # bench/gateway/floor_proxy.py: a bare Python proxy, to tell the gateway's own cost from CPython's.
 FLOOR = "floor: bare httptools proxy"
+GATEWAY = "llm-edge gateway"
+SHARED = "llm-edge gateway, shared limits"
+# Both gateways check the same limits, far above what the benchmark sends: every request takes the
+# limits path and none is refused. One keeps them in the process, the other in redis-server.
+LIMITS = {"rpm": 10**9, "tpm": 10**12}
+STORE_PASSWORD = "bench-store-password"
+# Local against shared limits: interleaved rounds of c=1 (3 s) and c=32 (4 s), medians compared.
+LIMIT_ROUNDS = 5
 
 WRK_SCRIPT = f"""
 wrk.method = "POST"
@@ -203,16 +214,39 @@ def summarise_streams(result: Result) -> None:
     print(json.dumps({k: v for k, v in result.__dict__.items() if k != "stream_rounds"}), flush=True)
 
 
-def gateway_config(directory: Path, upstream: str) -> Path:
+def bench_models(upstream: str) -> dict:
+    return {"bench": {"upstreams": [upstream]}, "bench-idle": {"upstreams": [upstream]}}
+
+
+def gateway_config(directory: Path, models: dict, store_url: str | None = None) -> Path:
     port, metrics_port = free_port(), free_port()
     config = {
         "listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{metrics_port}", "drain_delay_s": 0,
-        "models": {"bench": {"upstreams": [upstream]}, "bench-idle": {"upstreams": [upstream]}},
-        "clients": [{"name": "bench", "key_sha256": hashlib.sha256(KEY.encode()).hexdigest()}],
+        "models": models,
+        "clients": [{"name": "bench", "key_sha256": hashlib.sha256(KEY.encode()).hexdigest(), **LIMITS}],
     }
-    path = directory / "gateway.json"  # JSON is YAML
+    if store_url is not None:
+        config["shared_limits"] = {"url": store_url, "password_env": "BENCH_STORE_PASSWORD"}
+    path = directory / f"gateway-{port}.json"  # JSON is YAML
     path.write_text(json.dumps(config))
     return path
+
+
+def start_gateway(config: Path, processes: list[subprocess.Popen], env: dict | None = None) -> tuple[str, int]:
+    port = json.loads(config.read_text())["listen"].rsplit(":", 1)[1]
+    gateway = start([sys.executable, "-m", "gateway", "--config", str(config)], f"http://127.0.0.1:{port}",
+                    "/healthz", processes, env=env)
+    return f"http://127.0.0.1:{port}", gateway.pid
+
+
+def start_store(port: int, directory: Path, processes: list[subprocess.Popen]) -> None:
+    """redis-server with a password and no persistence, as the stack runs Valkey. On the server core,
+    like the upstream: a round trip across the two cores of this VM costs about 100 µs more than one
+    within a core (vCPU wake-ups), which no real deployment has; its network hop is its own."""
+    process = pinned(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--requirepass", STORE_PASSWORD,
+                      "--save", "", "--appendonly", "no", "--dir", str(directory)], SERVER_CORE)
+    processes.append(process)
+    wait_http_post(f"http://127.0.0.1:{port}")
 
 
 def haproxy_config(directory: Path, port: int, upstream_port: int) -> Path:
@@ -256,7 +290,7 @@ def ensure_litellm() -> Path | None:
 
 
 def main() -> int:
-    missing = [tool for tool in ("wrk", "haproxy", "taskset") if shutil.which(tool) is None]
+    missing = [tool for tool in ("wrk", "haproxy", "taskset", "redis-server") if shutil.which(tool) is None]
     if missing:
         print(f"missing {', '.join(missing)}: install with `apt-get install {' '.join(missing)}`", file=sys.stderr)
         return 2
@@ -275,11 +309,13 @@ def main() -> int:
                              processes)
             targets_up = [("direct", upstream_url, upstream.pid)]
 
-            config = gateway_config(directory, upstream_url)
-            port = json.loads(config.read_text())["listen"].rsplit(":", 1)[1]
-            gateway = start([sys.executable, "-m", "gateway", "--config", str(config)], f"http://127.0.0.1:{port}",
-                            "/healthz", processes)
-            targets_up.append(("llm-edge gateway", f"http://127.0.0.1:{port}", gateway.pid))
+            targets_up.append((GATEWAY, *start_gateway(gateway_config(directory, bench_models(upstream_url)),
+                                                       processes)))
+            store_port = free_port()
+            start_store(store_port, directory, processes)
+            targets_up.append((SHARED, *start_gateway(
+                gateway_config(directory, bench_models(upstream_url), f"redis://127.0.0.1:{store_port}/0"), processes,
+                env={**os.environ, "BENCH_STORE_PASSWORD": STORE_PASSWORD})))
 
             port = free_port()
             floor = start([sys.executable, "-m", "bench.gateway.floor_proxy", str(port), upstream_url,
@@ -302,6 +338,14 @@ def main() -> int:
                         stream_round(result, url, pid, stream_tokens, spread)
             for result in results:
                 summarise_streams(result)
+            limits = compare_limits({name: url for name, url, _ in targets_up}, script)
+            for process in processes[1:]:
+                stop(process)
+
+            # Real vLLM, alone on the machine but for a gateway in front of it.
+            print("real vLLM: starting it, then streams straight and through the gateway...", flush=True)
+            vllm = vllm_phase.measure(ROOT, lambda models, env: start_gateway(
+                gateway_config(directory, models), processes, env={**os.environ, **env})[0], KEY)
             for process in processes[1:]:
                 stop(process)
 
@@ -324,8 +368,41 @@ def main() -> int:
             for process in reversed(processes):
                 stop(process)
     print(table(results))
-    print(targets(results))
+    print(limits_table(limits))
+    print(vllm_phase.table(vllm))
+    print(targets(results, limits, vllm))
     return 0
+
+
+def compare_limits(urls: dict[str, str], script: Path) -> dict[str, dict[str, float]]:
+    """Local and shared limits in interleaved rounds: one round's c=1 p99 is mostly the machine's other load."""
+    rounds: dict[str, list[dict]] = {GATEWAY: [], SHARED: []}
+    for number in range(LIMIT_ROUNDS):
+        print(f"local against shared limits, round {number + 1} of {LIMIT_ROUNDS}...", flush=True)
+        for name in rounds:
+            url = urls[name] + "/v1/chat/completions"
+            c1, c32 = wrk(url, 1, 3, script), wrk(url, 32, 4, script)
+            rounds[name].append({"c1_p50_ms": c1["p50_ms"], "c1_p99_ms": c1["p99_ms"], "c32_rps": c32["rps"],
+                                 "errors": c1["errors"] + c32["errors"]})
+    print(json.dumps(rounds), flush=True)
+    summary = {name: {key: statistics.median(r[key] for r in runs) for key in ("c1_p50_ms", "c1_p99_ms", "c32_rps")}
+               for name, runs in rounds.items()}
+    for name, runs in rounds.items():
+        summary[name]["errors"] = sum(r["errors"] for r in runs)
+    return summary
+
+
+def limits_table(limits: dict[str, dict[str, float]]) -> str:
+    local, shared = limits[GATEWAY], limits[SHARED]
+    rows = ["", f"Local against shared limits, medians of {LIMIT_ROUNDS} interleaved rounds:", "",
+            "| | local limits | shared limits (redis-server) | shared - local |", "|---|---:|---:|---:|"]
+    for label, key, unit in (("c=1 p50 latency", "c1_p50_ms", "ms"), ("c=1 p99 latency", "c1_p99_ms", "ms"),
+                             ("c=32 requests/s", "c32_rps", "")):
+        digits = 0 if key == "c32_rps" else 2
+        rows.append(f"| {label}{', ' + unit if unit else ''} | {local[key]:.{digits}f} | {shared[key]:.{digits}f} | "
+                    f"{shared[key] - local[key]:+.{digits}f} |")
+    rows.append(f"| errors | {local['errors']:.0f} | {shared['errors']:.0f} | |")
+    return "\n".join(rows)
 
 
 def wait_http_post(url: str) -> None:
@@ -390,35 +467,54 @@ def table(results: list[Result]) -> str:
     return "\n".join(rows + ([""] + notes if notes else []))
 
 
-def targets(results: list[Result]) -> str:
-    by_name = {r.name.split()[0]: r for r in results}
-    direct, gateway, haproxy = by_name["direct"], by_name["llm-edge"], by_name["HAProxy"]
-    litellm = by_name["LiteLLM"]
+def targets(results: list[Result], limits: dict[str, dict[str, float]], vllm: vllm_phase.VllmResult | str) -> str:
+    by_name = {r.name: r for r in results}
+    direct, gateway, shared, haproxy = by_name["direct"], by_name[GATEWAY], by_name[SHARED], by_name["HAProxy"]
+    floor, litellm = by_name[FLOOR], results[-1]
 
-    def first_chunk(label: str, attribute: str) -> tuple[str, float, float, str]:
-        # HAProxy's added time is often within noise of zero or below it; then "at most 2x" can
-        # only mean "no more than HAProxy", i.e. the gateway must not add time either.
-        ours = getattr(gateway, attribute) - getattr(direct, attribute)
-        theirs = getattr(haproxy, attribute) - getattr(direct, attribute)
+    def added(target: Result, attribute: str) -> float:
+        return getattr(target, attribute) - getattr(direct, attribute)
+
+    def over_floor(label: str, attribute: str) -> tuple[str, float, float, str]:
+        # The bare proxy's added time can be within noise of zero or below it; then "at most 2.5x"
+        # can only mean "no more than it", i.e. the gateway must not add time either.
+        ours, theirs = added(gateway, attribute), added(floor, attribute)
         ratio = ours / theirs if theirs > 0 else (0.0 if ours <= 0 else float("inf"))
-        return (f"added first chunk p50 <= 2x HAProxy's, {label} (gateway {ours:+.2f} ms, HAProxy {theirs:+.2f} ms)",
-                ratio, 2, "<=")
+        return (f"added first chunk p50 <= 2.5x the bare Python proxy's, {label} (gateway {ours:+.2f} ms, "
+                f"bare proxy {theirs:+.2f} ms)", ratio, 2.5, "<=")
 
     checks = [
-        ("requests/s at c=32 >= 25x LiteLLM's", gateway.c32_rps / litellm.c32_rps, 25, ">="),
-        ("CPU per request <= 10x HAProxy's", gateway.cpu_us_per_request / max(haproxy.cpu_us_per_request, 1e-9), 10, "<="),
-        ("added p99 at c=1 < 1 ms", gateway.c1_p99_ms - direct.c1_p99_ms, 1, "<"),
-        first_chunk("64 streams started together", "ttfc_p50_ms"),
-        first_chunk("64 streams with staggered starts", "spread_ttfc_p50_ms"),
-        ("added mean gap between chunks < 0.5 ms", gateway.gap_mean_ms - direct.gap_mean_ms, 0.5, "<"),
+        ("requests/s at c=32 >= 50x LiteLLM's", gateway.c32_rps / litellm.c32_rps, 50, ">="),
+        ("CPU per request <= 4x HAProxy's", gateway.cpu_us_per_request / max(haproxy.cpu_us_per_request, 1e-9), 4, "<="),
+        ("added p99 at c=1 < 1 ms", added(gateway, "c1_p99_ms"), 1, "<"),
+        over_floor("64 streams with staggered starts", "spread_ttfc_p50_ms"),
+        ("added mean gap between chunks < 0.5 ms", added(gateway, "gap_mean_ms"), 0.5, "<"),
         ("zero errors", gateway.errors, 0, "<="),
         ("RSS at start < 80 MB", gateway.rss_start_mb, 80, "<"),
         ("RSS with 1,000 open streams < 200 MB", gateway.rss_1000_mb, 200, "<"),
+        # Issue 16: what the shared store costs against the local buckets (interleaved rounds).
+        ("shared limits: added p99 at c=1 over local limits' <= 0.3 ms",
+         limits[SHARED]["c1_p99_ms"] - limits[GATEWAY]["c1_p99_ms"], 0.3, "<="),
+        ("shared limits: requests/s at c=32 >= 80% of local limits'",
+         limits[SHARED]["c32_rps"] / limits[GATEWAY]["c32_rps"], 0.8, ">="),
+        ("shared limits: zero errors", shared.errors + limits[SHARED]["errors"], 0, "<="),
     ]
+    info = [over_floor("64 streams started together", "ttfc_p50_ms")]
+    if not isinstance(vllm, str):
+        # vLLM's own time to first token of one stream at a time: the smallest it gets here, so
+        # the strictest reading of "under 5%".
+        vllm_ttft = vllm_phase.p(vllm.direct.ttft_ms, 50)
+        checks.append((f"added first chunk p50 (staggered) < 5% of real vLLM's time to first token "
+                       f"({vllm_ttft:.2f} ms), in %", added(gateway, "spread_ttfc_p50_ms") / vllm_ttft * 100, 5, "<"))
+        checks.append(("zero errors through the gateway in front of real vLLM", vllm.gateway.errors, 0, "<="))
+        info.append(("added time to first token in front of real vLLM (median of the rounds' differences), "
+                     "in % of vLLM's own", vllm_phase.added_ttft_ms(vllm) / vllm_ttft * 100, 5, "<"))
     lines = ["", "| target | this run | met |", "|---|---:|---|"]
     for label, value, limit, op in checks:
         met = {"<": value < limit, "<=": value <= limit, ">=": value >= limit}[op]
         lines.append(f"| {label} | {value:.2f} | {'yes' if met else 'NO'} |")
+    for label, value, limit, _ in info:
+        lines.append(f"| (not a target) {label} | {value:.2f} | {'yes' if value <= limit else 'no'} |")
     return "\n".join(lines)
 
 

@@ -1,7 +1,9 @@
 """Benchmark upstream: an OpenAI-compatible stand-in for vLLM that answers at once.
 
 Model `bench` streams `max_tokens` chunks 5 ms apart; model `bench-idle` sends its first chunk at
-once and then one a second (for holding many streams open). Run: python -m bench.gateway.upstream PORT
+once and then one a second (for holding many streams open). As vLLM does, a stream asked for
+`include_usage` ends with a usage chunk, and with `continuous_usage_stats` too every chunk carries
+the usage so far (the gateway asks for both). Run: python -m bench.gateway.upstream PORT
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ REPLY = json.dumps({
 
 
 def _event(obj: dict) -> bytes:
-    return b"data: " + json.dumps(obj).encode() + b"\n\n"
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"  # compact, as vLLM sends them
 
 
 def _chunk(model: str, delta: dict, finish: str | None = None) -> bytes:
@@ -33,6 +35,12 @@ def _chunk(model: str, delta: dict, finish: str | None = None) -> bytes:
 # Pre-encoded, so the upstream spends as little of the shared core as it can on each chunk.
 CHUNKS = {model: (_chunk(model, {"role": "assistant", "content": ""}), _chunk(model, {"content": "x"}),
                   _chunk(model, {}, "stop")) for model in GAPS_S}
+_USAGE = b',"usage":{"prompt_tokens":8,"total_tokens":%d,"completion_tokens":%d}}\n\n'
+
+
+def _with_usage(chunk: bytes, completion_tokens: int) -> bytes:
+    """The chunk with vLLM's cumulative usage on it (continuous_usage_stats), in vLLM's compact form."""
+    return chunk[:-3] + _USAGE % (8 + completion_tokens, completion_tokens)
 
 
 async def completions(request: web.Request) -> web.StreamResponse:
@@ -44,14 +52,16 @@ async def completions(request: web.Request) -> web.StreamResponse:
     first, token, last = CHUNKS[model]
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
+    options = body.get("stream_options") or {}
+    continuous = options.get("include_usage") and options.get("continuous_usage_stats")
     try:
-        await response.write(first)
+        await response.write(_with_usage(first, 0) if continuous else first)
         tokens = int(body.get("max_tokens") or 16)
-        for _ in range(tokens):
+        for sent in range(1, tokens + 1):
             await asyncio.sleep(gap)
-            await response.write(token)
-        await response.write(last)
-        if (body.get("stream_options") or {}).get("include_usage"):
+            await response.write(_with_usage(token, sent) if continuous else token)
+        await response.write(_with_usage(last, tokens) if continuous else last)
+        if options.get("include_usage"):
             await response.write(_event({
                 "id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0, "model": model,
                 "choices": [], "usage": {"prompt_tokens": 8, "completion_tokens": tokens, "total_tokens": 8 + tokens},

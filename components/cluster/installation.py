@@ -13,9 +13,10 @@ import pulumi_kubernetes as k8s
 
 from components.cluster.firewall import Allow, NamespaceFirewall, NamespaceFirewallArgs
 from components.config import ClusterSettings, StackSettings, disposable_annotations, disposable_labels
+from components.gateway import LIMIT_STORE_PORT, ApiGateway, GatewayArgs, LimitStore, LimitStoreArgs, SharedLimitsWiring, Upstream
 from components.gateway import METRICS_PORT as GATEWAY_METRICS_PORT
 from components.gateway import PORT as GATEWAY_PORT
-from components.gateway import ApiGateway, GatewayArgs, Upstream
+from components.gateway import store_url as limit_store_url
 from components.inference import PORT as VLLM_PORT
 from components.inference import VllmServer, VllmServerArgs
 from components.inference import service_name as vllm_deployment_name
@@ -31,6 +32,8 @@ VLLM_API_KEY = SecretKey("vllm-api-key", "api-key")
 HUGGING_FACE_TOKEN = SecretKey("hugging-face-token", "token")
 CLIENT_KEY_HASHES_SECRET = "gateway-client-key-hashes"
 BACKEND_KEYS_SECRET = "backend-api-keys"
+LIMIT_STORE_PASSWORD = SecretKey("gateway-limit-store", "password")
+LIMIT_STORE_URL = SecretKey("gateway-limit-store", "url")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,7 @@ class ClusterInstallation(pulumi.ComponentResource):
     provider: k8s.Provider
     namespace: k8s.core.v1.Namespace
     gateway: ApiGateway | None
+    limit_store: LimitStore | None
     alerts: PrometheusAlerts | None
     dashboards: GrafanaDashboards | None
 
@@ -102,6 +106,10 @@ class ClusterInstallation(pulumi.ComponentResource):
         if config.gateway.enabled:
             delivered.update({SecretKey(CLIENT_KEY_HASHES_SECRET, n): ref for n, ref in secrets.client_key_hashes.items()})
             delivered.update({SecretKey(BACKEND_KEYS_SECRET, n): ref for n, ref in secrets.backend_keys.items()})
+            if secrets.limit_store_password is not None:
+                delivered[LIMIT_STORE_PASSWORD] = secrets.limit_store_password
+            if secrets.limit_store_url is not None:
+                delivered[LIMIT_STORE_URL] = secrets.limit_store_url
         self.secrets = SecretDelivery(
             f"{name}-secrets",
             SecretDeliveryArgs(
@@ -149,7 +157,21 @@ class ClusterInstallation(pulumi.ComponentResource):
             )
             for plan in plans
         }
-        self.gateway = None
+        self.gateway = self.limit_store = None
+        shared_limits = config.gateway.shared_limits if config.gateway.enabled else None
+        if shared_limits is not None and shared_limits.mode == "in-cluster":
+            self.limit_store = LimitStore(
+                f"{name}-limit-store",
+                LimitStoreArgs(
+                    namespace=namespace,
+                    instance=instance,
+                    settings=shared_limits,
+                    password=LIMIT_STORE_PASSWORD,
+                    tolerated_taints=cluster.tolerated_taints,
+                    depends_on=self.secrets.ready,
+                ),
+                in_cluster,
+            )
         if config.gateway.enabled:
             self.gateway = ApiGateway(
                 f"{name}-gateway",
@@ -162,6 +184,7 @@ class ClusterInstallation(pulumi.ComponentResource):
                     tolerated_taints=cluster.tolerated_taints,
                     depends_on=self.secrets.ready,
                     origin_keep_alive_timeout_seconds=config.tunnel.keep_alive_timeout_seconds,
+                    shared_limits=self._shared_limits(config, cluster.namespace),
                 ),
                 in_cluster,
             )
@@ -175,6 +198,7 @@ class ClusterInstallation(pulumi.ComponentResource):
                 vllm_deployments=tuple(vllm_deployment_name(model) for model in self.models),
                 gpu_vendor=cluster.gpu.vendor,
                 runbook_url=config.alerts.runbook_url,
+                shared_limits=shared_limits is not None,
             )
             self.dashboards = GrafanaDashboards(
                 f"{name}-dashboards", DashboardsArgs(namespace=namespace, scope=scope, settings=config.alerts.dashboards), in_cluster
@@ -187,6 +211,7 @@ class ClusterInstallation(pulumi.ComponentResource):
             models=list(self.models),
             gateway=self.gateway is not None,
             settings=config.alerts,
+            shared_limits=shared_limits is not None,
             dashboard_links=self.dashboards.links if self.dashboards else {},
         )
         self.alerts = PrometheusAlerts(f"{name}-alerts", alerts, in_cluster) if config.alerts.enabled else None
@@ -202,6 +227,18 @@ class ClusterInstallation(pulumi.ComponentResource):
                 in_cluster,
             )
         self.register_outputs({})
+
+    def _shared_limits(self, config: StackSettings, namespace: str) -> SharedLimitsWiring | None:
+        """in-cluster: this cluster's store and its password; external: the URL from its Secret."""
+        if config.gateway.shared_limits is None:
+            return None
+        in_cluster = self.limit_store is not None
+        return SharedLimitsWiring(
+            url=limit_store_url(namespace) if in_cluster else None,
+            url_key=None if in_cluster else LIMIT_STORE_URL,
+            password_key=LIMIT_STORE_PASSWORD if in_cluster else None,
+            key_prefix=f"llm-edge:{config.stack}:limits:",
+        )
 
     def _upstreams(self, config: StackSettings, namespace: str, keyed_backends: set[str]) -> list[Upstream]:
         """Each model name clients send -> its vLLM Service in this cluster, or an external backend."""
@@ -242,6 +279,9 @@ class ClusterInstallation(pulumi.ComponentResource):
                     from_monitoring=True,
                 )
             )
+        if self.gateway is not None and self.limit_store is not None:
+            allows.append(Allow("allow-to-gateway-limits", to=self.limit_store.selector, ports=[LIMIT_STORE_PORT],
+                                from_pods=[self.gateway.selector]))
         for model_name, server in self.models.items():
             sources = [self.gateway.selector] if self.gateway is not None else []
             # The tunnel reaches vLLM itself only without a gateway, or for a hostname route to the model.

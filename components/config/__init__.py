@@ -15,7 +15,7 @@ from components.config.cluster import (
     NetworkPolicySettings,
 )
 from components.config.edge import AccessSettings, CloudflareSettings, EdgeSettings, RateLimitSettings
-from components.config.gateway import GATEWAY_SERVICE_URL, GatewayClientSettings, GatewaySettings
+from components.config.gateway import GATEWAY_SERVICE_URL, GatewayClientSettings, GatewaySettings, GatewaySharedLimitsSettings
 from components.config.inference import BackendSettings, ModelCacheSettings, ModelPlan, ModelSettings
 from components.config.observability import AlertRules, AlertSettings, DashboardSettings
 from components.config.plans import PLANS, certificate_hosts, deep_hostnames, rate_limit_can_match_hosts
@@ -46,6 +46,7 @@ __all__ = [
     "PLANS", "PROJECT", "PULL_REQUEST_LABEL", "TOP_LEVEL_KEYS",
     "AccessSettings", "AlertRules", "AlertSettings", "BackendSettings", "CloudflareSettings", "ClusterSettings",
     "ConfigError", "ConnectorSettings", "DashboardSettings", "DnsLabel", "EdgeSettings", "GatewayClientSettings", "GatewaySettings",
+    "GatewaySharedLimitsSettings",
     "GpuSettings", "Hostname", "LoadBalancerSettings", "Model", "ModelCacheSettings", "ModelOverride", "ModelPlan",
     "ModelSettings", "NetworkPolicySettings", "PinnedImage", "PreviewSettings", "RateLimitSettings", "Resources",
     "RouteSettings", "SecretsSettings", "StackSettings", "Taint", "TrafficSettings", "TunnelSettings",

@@ -47,6 +47,8 @@ class AlertRules(Model):
     gateway_no_healthy_upstream: Hold = Hold(for_="2m")
     # Share of all gateway requests answered 429 by the per-client limits.
     gateway_rate_limited_ratio: RatioThreshold = RatioThreshold(threshold=0.1, for_="10m")
+    # A replica deciding rpm and tpm by its local share (gateway.sharedLimits).
+    gateway_limit_store_down: Hold = Hold(for_="5m")
     model_no_ready_replica: Hold = Hold(for_="5m")
     # Requests waiting in one vLLM pod's queue.
     vllm_queue_waiting: Threshold = Threshold(threshold=10, for_="5m")

@@ -208,6 +208,14 @@ class StackSettings(Model):
             return problems
         if gateway.max_replicas < gateway.replicas:
             problems.append(("gateway.maxReplicas", gateway.max_replicas, f"must be at least gateway.replicas ({gateway.replicas})"))
+        shared = gateway.shared_limits
+        if shared is not None and shared.mode == "external" and shared.url_config_key is None:
+            problems.append(("gateway.sharedLimits.urlConfigKey", None,
+                             "is required with mode: external (a secret config key holding the store's redis:// or "
+                             "rediss:// URL)"))
+        if shared is not None and shared.mode == "in-cluster" and shared.url_config_key is not None:
+            problems.append(("gateway.sharedLimits.urlConfigKey", shared.url_config_key,
+                             "is only for mode: external (in-cluster runs its own store)"))
         names = [c.name for c in gateway.clients]
         served = set(self.served_model_names)
         for index, client in enumerate(gateway.clients):

@@ -19,6 +19,7 @@ import yaml
 from components.config import GatewaySettings, Taint
 from components.kube import (
     SecretKey,
+    cluster_service,
     disruption_budget,
     hardened_container_security,
     http_probe,
@@ -59,6 +60,17 @@ class Upstream:
 
 
 @dataclass(frozen=True)
+class SharedLimitsWiring:
+    """Where the gateway finds its limit store: a plain URL (in-cluster) or a Secret key holding one (external)."""
+
+    url: str | None
+    url_key: SecretKey | None
+    password_key: SecretKey | None
+    # Replicas that share one store; keys are per stack so two stacks never share a budget.
+    key_prefix: str
+
+
+@dataclass(frozen=True)
 class GatewayArgs:
     namespace: pulumi.Input[str]
     instance: str
@@ -70,6 +82,11 @@ class GatewayArgs:
     depends_on: list[pulumi.Resource]
     # How long cloudflared keeps an idle connection to the gateway (the tunnel's keepAliveTimeout).
     origin_keep_alive_timeout_seconds: int
+    shared_limits: SharedLimitsWiring | None = None
+
+
+LIMIT_STORE_URL_ENV = "LIMIT_STORE_URL"
+LIMIT_STORE_PASSWORD_ENV = "LIMIT_STORE_PASSWORD"
 
 
 def env_name(*parts: str) -> str:
@@ -100,6 +117,19 @@ def gateway_config(args: GatewayArgs) -> dict:
         "client_keepalive_timeout_s": args.origin_keep_alive_timeout_seconds + KEEP_ALIVE_MARGIN_SECONDS,
         "drain_grace_s": settings.drain_grace_seconds,
         "drain_delay_s": DRAIN_DELAY_SECONDS,
+        **({"shared_limits": _shared_limits_config(args.shared_limits, settings)} if args.shared_limits else {}),
+    }
+
+
+def _shared_limits_config(wiring: SharedLimitsWiring, settings: GatewaySettings) -> dict:
+    assert settings.shared_limits is not None, "wired only with gateway.sharedLimits"
+    return {
+        **({"url": wiring.url} if wiring.url else {"url_env": LIMIT_STORE_URL_ENV}),
+        **({"password_env": LIMIT_STORE_PASSWORD_ENV} if wiring.password_key else {}),
+        "timeout_ms": settings.shared_limits.timeout_ms,
+        # The autoscaler's floor: at that size the fleet keeps the configured limits while the store is away.
+        "fallback_replicas": settings.replicas,
+        "key_prefix": wiring.key_prefix,
     }
 
 
@@ -137,6 +167,10 @@ class ApiGateway(pulumi.ComponentResource):
         env = [secret_env(env_name("client", client, "key_sha256"), key) for client, key in args.client_key_hashes.items()]
         upstream_keys = dict.fromkeys(u.key for u in args.upstreams if u.key is not None)  # first use order, once each
         env += [secret_env(env_name("upstream", key.secret_name, key.key), key) for key in upstream_keys]
+        if args.shared_limits is not None:
+            env += [secret_env(var, key) for var, key in ((LIMIT_STORE_URL_ENV, args.shared_limits.url_key),
+                                                          (LIMIT_STORE_PASSWORD_ENV, args.shared_limits.password_key))
+                    if key is not None]
         container = k8s.core.v1.ContainerArgs(
             name=APP,
             image=settings.image,
@@ -189,18 +223,7 @@ class ApiGateway(pulumi.ComponentResource):
             ),
             pulumi.ResourceOptions(parent=self, depends_on=[config_map, *args.depends_on]),
         )
-        self.service = k8s.core.v1.Service(
-            f"{name}-service",
-            k8s.core.v1.ServiceInitArgs(
-                metadata=metadata,
-                spec=k8s.core.v1.ServiceSpecArgs(
-                    type="ClusterIP",
-                    selector=self.selector,
-                    ports=[k8s.core.v1.ServicePortArgs(name="http", port=PORT, target_port="http")],
-                ),
-            ),
-            child,
-        )
+        self.service = cluster_service(f"{name}-service", metadata, self.selector, "http", PORT, self)
         self.disruption_budget = disruption_budget(f"{name}-pdb", metadata, self.selector, self)
         self.autoscaler = k8s.autoscaling.v2.HorizontalPodAutoscaler(
             f"{name}-hpa",

@@ -7,6 +7,7 @@ and Deployment builders that keep the hardening in one place.
 from components.kube.labels import PART_OF, object_labels, selector_labels
 from components.kube.workload import (
     SecretKey,
+    cluster_service,
     disruption_budget,
     hardened_container_security,
     http_probe,
@@ -19,7 +20,7 @@ from components.kube.workload import (
 )
 
 __all__ = [
-    "PART_OF", "SecretKey", "disruption_budget", "hardened_container_security", "http_probe", "non_root_pod_security",
+    "PART_OF", "SecretKey", "cluster_service", "disruption_budget", "hardened_container_security", "http_probe", "non_root_pod_security",
     "object_labels", "resource_requirements", "rolling_deployment_spec", "secret_env", "selector_labels",
     "spread_across_nodes", "tolerations",
 ]

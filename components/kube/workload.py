@@ -115,6 +115,29 @@ def rolling_deployment_spec(
     )
 
 
+def cluster_service(
+    name: str,
+    metadata: k8s.meta.v1.ObjectMetaArgs,
+    selector: dict[str, str],
+    port_name: str,
+    port: int,
+    parent: pulumi.Resource,
+) -> k8s.core.v1.Service:
+    """A ClusterIP Service on one named container port: reachable inside the cluster only."""
+    return k8s.core.v1.Service(
+        name,
+        k8s.core.v1.ServiceInitArgs(
+            metadata=metadata,
+            spec=k8s.core.v1.ServiceSpecArgs(
+                type="ClusterIP",
+                selector=selector,
+                ports=[k8s.core.v1.ServicePortArgs(name=port_name, port=port, target_port=port_name)],
+            ),
+        ),
+        pulumi.ResourceOptions(parent=parent),
+    )
+
+
 def disruption_budget(
     name: str,
     metadata: k8s.meta.v1.ObjectMetaArgs,

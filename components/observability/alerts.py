@@ -55,6 +55,8 @@ class AlertsArgs:
     models: list[str]
     gateway: bool
     settings: AlertSettings
+    # The gateway keeps its limits in a shared store (gateway.sharedLimits).
+    shared_limits: bool = False
     # Alert name -> URL of the dashboard panel that explains it (GrafanaDashboards.links).
     dashboard_links: dict[str, str] = field(default_factory=dict)
 
@@ -206,6 +208,15 @@ def rule_groups(args: AlertsArgs) -> list[dict]:
                 f"More than {rules.gateway_rate_limited_ratio.threshold:.0%} of the gateway's requests in namespace "
                 f"{ns} are answered 429 (a client's rpm or tpm limit).",
             ),
+            *([alert(
+                "LlmEdgeGatewayLimitStoreDown",
+                f"min(gateway_limit_store_up{gw}) < 1",
+                rules.gateway_limit_store_down.for_, "warning",
+                f"Gateway replicas of {args.instance} cannot reach the shared limit store",
+                f"At least one gateway replica in namespace {ns} decides rpm and tpm by its local share "
+                f"(each limit / gateway.replicas) because the shared limit store does not answer: with more replicas "
+                f"than gateway.replicas running, clients can get more than their limits.",
+            )] if args.shared_limits else []),
         ]})
 
     if args.models:

@@ -1,7 +1,8 @@
 """Credentials: the keys this stack generates or is given, and where each one may go.
 
-Generated with pulumi-random: the vLLM API key and one key per gateway client. Given as secret
-stack config: the Hugging Face token and external backends' API keys. All of them are stored in
+Generated with pulumi-random: the vLLM API key, one key per gateway client and the password of
+the in-cluster limit stores. Given as secret stack config: the Hugging Face token, external
+backends' API keys and an external limit store's URL. All of them are stored in
 AWS Secrets Manager (the SecretVault); a client's plaintext key stays there, for distribution,
 and only its SHA-256 reaches the clusters. Every cluster gets the same keys, so clients keep
 working when traffic moves from one cluster to another.
@@ -32,6 +33,9 @@ class CredentialsArgs:
     # Secret config values: a Hugging Face token (gated models), and backend name -> its API key.
     hugging_face_token: pulumi.Input[str] | None = None
     backend_keys: dict[str, pulumi.Input[str]] = field(default_factory=dict)
+    # gateway.sharedLimits: generate a password for in-cluster stores, or store an external store's URL.
+    limit_store_password: bool = False
+    limit_store_url: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,8 @@ class ClusterSecrets:
     hugging_face_token: SecretRef | None = None
     client_key_hashes: dict[str, SecretRef] = field(default_factory=dict)
     backend_keys: dict[str, SecretRef] = field(default_factory=dict)
+    limit_store_password: SecretRef | None = None
+    limit_store_url: SecretRef | None = None
 
 
 def sha256_hex(key: str) -> str:
@@ -83,6 +89,13 @@ class Credentials(pulumi.ComponentResource):
             self.vault_entries[keys.backend_key(backend_name)] = VaultEntry(backend_key, f"API key of backend {backend_name}")
         for client_name, key in self.client_keys.items():
             self.vault_entries[keys.client_key(client_name)] = VaultEntry(key, f"gateway API key of client {client_name}")
+        if args.limit_store_password:
+            password = random.RandomPassword(
+                f"{name}-limit-store-password", random.RandomPasswordArgs(length=48, special=False), child
+            ).result
+            self.vault_entries[keys.LIMIT_STORE_PASSWORD] = VaultEntry(password, "password of the gateway's in-cluster limit stores")
+        if args.limit_store_url is not None:
+            self.vault_entries[keys.LIMIT_STORE_URL] = VaultEntry(args.limit_store_url, "URL of the gateway's shared limit store")
         if self._client_hashes:
             self.vault_entries[keys.CLIENT_KEY_HASHES] = VaultEntry(
                 pulumi.Output.all(**self._client_hashes).apply(lambda h: json.dumps(dict(sorted(h.items())))),
@@ -94,9 +107,14 @@ class Credentials(pulumi.ComponentResource):
         return ClusterSecrets(
             tunnel_token=vault.ref(keys.tunnel_token(cluster_name)),
             vllm_api_key=vault.ref(keys.VLLM_API_KEY),
-            hugging_face_token=vault.ref(keys.HUGGING_FACE_TOKEN) if keys.HUGGING_FACE_TOKEN in self.vault_entries else None,
+            hugging_face_token=self._ref_if_stored(vault, keys.HUGGING_FACE_TOKEN),
             client_key_hashes={
                 n: vault.ref(keys.CLIENT_KEY_HASHES, property=n, value=h) for n, h in self._client_hashes.items()
             },
             backend_keys={backend: vault.ref(keys.backend_key(backend)) for backend in self._backends},
+            limit_store_password=self._ref_if_stored(vault, keys.LIMIT_STORE_PASSWORD),
+            limit_store_url=self._ref_if_stored(vault, keys.LIMIT_STORE_URL),
         )
+
+    def _ref_if_stored(self, vault: SecretVault, key: VaultKey) -> SecretRef | None:
+        return vault.ref(key) if key in self.vault_entries else None

@@ -28,6 +28,9 @@ ENDPOINT = VaultKey("endpoint")
 VLLM_API_KEY = VaultKey("vllm-api-key")
 HUGGING_FACE_TOKEN = VaultKey("hugging-face-token")
 CLIENT_KEY_HASHES = VaultKey("gateway/client-key-hashes")
+# gateway.sharedLimits: the generated password of the in-cluster stores, or the external store's URL.
+LIMIT_STORE_PASSWORD = VaultKey("gateway/limit-store-password")
+LIMIT_STORE_URL = VaultKey("gateway/limit-store-url")
 
 
 def tunnel_token(cluster: str) -> VaultKey:

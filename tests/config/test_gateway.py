@@ -25,3 +25,15 @@ def test_gateway_errors(patch, key):
 def test_without_gateway_the_tunnel_needs_an_origin():
     [line] = errors_of(with_("gateway", {"enabled": False}, VALID))
     assert line.startswith("llm-edge:tunnel.originService: is required when gateway.enabled is false")
+
+
+@pytest.mark.parametrize("shared,line", [
+    ({"mode": "external"}, "llm-edge:gateway.sharedLimits.urlConfigKey: is required with mode: external"),
+    ({"mode": "in-cluster", "urlConfigKey": "limitStoreUrl"}, "llm-edge:gateway.sharedLimits.urlConfigKey: is only for mode: external"),
+    ({"mode": "redis"}, "llm-edge:gateway.sharedLimits.mode:"),
+    ({"mode": "in-cluster", "image": "valkey/valkey:latest"}, "llm-edge:gateway.sharedLimits.image:"),
+    ({"mode": "in-cluster", "timeoutMs": 0}, "llm-edge:gateway.sharedLimits.timeoutMs:"),
+])
+def test_shared_limits_errors_name_the_key(shared, line):
+    [error] = errors_of(with_("gateway", {"sharedLimits": shared}, VALID))
+    assert error.startswith(line), error

@@ -156,6 +156,17 @@ def test_content_type_is_the_upstreams(scripted, content_type):
     assert headers["Content-Type"] == (content_type or b"application/octet-stream").decode()
 
 
+@pytest.mark.parametrize("content_type", ["application/json; charset=utf-8", "text/plain", None])
+def test_the_request_goes_upstream_with_the_clients_content_type(gateway, stub, content_type):
+    """vLLM refuses all but application/json on its JSON routes; a gateway that sent its own would hide that."""
+    headers = {"Authorization": AUTH["Authorization"], **({"Content-Type": content_type} if content_type else {})}
+    client = RawClient(gateway.port)  # urllib would give a body without one a form Content-Type
+    client.send(request("POST", CHAT, headers, BODY))
+    assert client.reply().status == 200
+    client.close()
+    assert stub.state.seen[-1].headers.get("Content-Type") == content_type
+
+
 # --- item 8: an upstream error never shows the client the upstream's key -----------------------------
 
 @pytest.mark.parametrize("status", [401, 403])

@@ -11,7 +11,12 @@ from offline.engine import ROOT
 from offline.preflight import TOKEN_PERMISSIONS, report
 from offline.secret_config import secret_config_keys
 from tests.conftest import stack_run
-from tests.variants import PREVIEW_OVERRIDES, PROD_ACCESS_OVERRIDES, PROD_WEIGHTED_OVERRIDES
+from tests.variants import (
+    PREVIEW_OVERRIDES,
+    PROD_ACCESS_OVERRIDES,
+    PROD_SHARED_LIMITS_EXTERNAL_OVERRIDES,
+    PROD_WEIGHTED_OVERRIDES,
+)
 
 PROD_SECRETS = {"HUGGING_FACE_TOKEN": "hf_x", "ALERTS_WEBHOOK_URL": "https://hooks.example.com/x"}
 
@@ -62,11 +67,20 @@ def test_each_cluster_lists_its_vendor_operators_storage_and_pod_security():
         assert "a Prometheus selecting release=kube-prometheus-stack" in text
         assert "namespace llm-edge: Pod Security baseline enforced" in text
     assert "storage class efs-models offering ReadWriteMany" in blue
+    assert "dashboard sidecar watching ConfigMaps labelled grafana_dashboard=1" in blue
     # green is AKS: its own storage class, and no IRSA role for External Secrets.
     assert "storage class azurefile-csi-premium offering ReadWriteMany" in green
     assert "controller's own AWS credentials" in green and "controller's own AWS credentials" not in blue
     dev = "\n".join(sections("dev")["Cluster dev"])
     assert "External Secrets" not in dev and "kubeconfig context dev-gpu" in dev
+
+
+def test_an_external_limit_store_is_a_prerequisite_of_every_cluster_and_its_url_a_secret_config_key():
+    found = sections("prod", PROD_SHARED_LIMITS_EXTERNAL_OVERRIDES, PROD_SECRETS)
+    for cluster in ("blue", "green"):
+        assert any("reach the external limit store" in line for line in found[f"Cluster {cluster}"])
+    assert any(line.startswith("MISSING limitStoreUrl: not set") for line in found["Secret config keys"])
+    assert not any("limit store" in line for line in sections("prod", environ=PROD_SECRETS)["Cluster blue"])
 
 
 def test_a_preview_borrows_the_source_stacks_vllm_key():

@@ -1,6 +1,6 @@
 """HTTP around vLLM's answers through the gateway: request ids (issue 14, item 5), a stream equal to
 vLLM's but for the usage chunk the client did not ask for (item 6), and /health, 405, OPTIONS,
-Vary and the headers passed on (item 7)."""
+Vary, the headers passed on and the client's Content-Type sent on (item 7)."""
 
 from __future__ import annotations
 
@@ -92,3 +92,12 @@ def test_only_allowlisted_upstream_headers_come_back(vllm, gateway):
         assert through.headers["content-type"] == direct.headers["content-type"]
         assert through.headers["server"] == "llm-edge-gateway"
         assert "vary" not in through.headers  # vLLM's own CORS answer, not the gateway's
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/json; charset=utf-8"])
+def test_the_clients_content_type_is_what_vllm_judges(vllm, gateway, content_type):
+    """vLLM takes only application/json on its JSON routes; the gateway used to send its own and hide that."""
+    body = json.dumps(BODY).encode()
+    direct = post(vllm, CHAT, headers={"Content-Type": content_type}, content=body)
+    through = post(gateway, CHAT, headers={"Content-Type": content_type}, content=body)
+    assert through.status_code == direct.status_code == (400 if content_type == "text/plain" else 200)

@@ -53,6 +53,19 @@ def replicas_in_use(width: int = 8) -> Panel:
     )
 
 
+def limit_store() -> Panel:
+    return Panel(
+        "Shared limit store",
+        "1 while a replica enforces rpm and tpm in the shared store (gateway.sharedLimits), 0 while it decides by "
+        "its local share because the store does not answer; `errors` are its failed calls per second, by kind "
+        "(timeout, connection, response).",
+        (Query(f"min by (pod) (gateway_limit_store_up{GATEWAY})", "{{pod}}"),
+         Query(f"{promql.summed_rate('gateway_limit_store_errors_total', GATEWAY, 'error')}"
+               f" or min(gateway_limit_store_up{GATEWAY}) * 0", "{{error}}", ERRORS)),
+        alert="LlmEdgeGatewayLimitStoreDown", width=24,
+    )
+
+
 def dashboard(scope: DashboardScope) -> DashboardSpec:
     return DashboardSpec(
         key="gateway",
@@ -74,6 +87,7 @@ def dashboard(scope: DashboardScope) -> DashboardSpec:
                 rate_panel("Tokens by client and model", "Tokens per second from the upstream's usage: in = prompt, out = completion.",
                            "gateway_tokens_total", GATEWAY_CHOSEN, "client, model, direction", "{{client}} {{model}} {{direction}}",
                            unit="short", width=12),
+                *([limit_store()] if scope.shared_limits else []),
             )),
             Row("Latency", (
                 first_token("model", width=12),

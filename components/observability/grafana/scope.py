@@ -31,6 +31,8 @@ class DashboardScope:
     vllm_deployments: tuple[str, ...]
     gpu_vendor: Literal["nvidia", "amd"]
     runbook_url: str
+    # The gateway keeps its limits in a shared store (gateway.sharedLimits).
+    shared_limits: bool = False
 
     @property
     def deployments(self) -> str:

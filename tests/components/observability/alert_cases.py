@@ -174,6 +174,19 @@ def gateway_rate_limited(ctx: Context) -> tuple[list[Scenario], list[Scenario]]:
     )
 
 
+def gateway_limit_store_down(ctx: Context) -> tuple[list[Scenario], list[Scenario]]:
+    def up(first: int, second: int) -> dict[str, str]:
+        return {
+            ctx.sel("gateway_limit_store_up", "gateway", pod="gateway-a"): _gauge(first),
+            ctx.sel("gateway_limit_store_up", "gateway", pod="gateway-b"): _gauge(second),
+        }
+
+    return (
+        [Scenario("one replica cannot reach the store", up(1, 0), [{}])],
+        [Scenario("every replica reaches the store", up(1, 1))],
+    )
+
+
 # ---- vLLM -----------------------------------------------------------------------------------
 
 def model_no_ready_replica(ctx: Context) -> tuple[list[Scenario], list[Scenario]]:
@@ -264,6 +277,7 @@ CASES: dict[str, Callable[[Context], tuple[list[Scenario], list[Scenario]]]] = {
     "LlmEdgeGatewaySlowFirstToken": gateway_slow_first_token,
     "LlmEdgeGatewayNoHealthyUpstream": gateway_no_healthy_upstream,
     "LlmEdgeGatewayRateLimited": gateway_rate_limited,
+    "LlmEdgeGatewayLimitStoreDown": gateway_limit_store_down,
     "LlmEdgeModelNoReadyReplica": model_no_ready_replica,
     "LlmEdgeVllmQueueBuildUp": vllm_queue,
     "LlmEdgeVllmKvCacheSaturated": vllm_kv_cache,

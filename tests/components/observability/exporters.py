@@ -49,7 +49,8 @@ _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count"),
 def gateway_names() -> set[str]:
     return {
         family.name + suffix
-        for family in Metrics().registry.collect()
+        # With the shared limit store's series, which a gateway exports only with gateway.sharedLimits.
+        for family in Metrics(limit_store=True).registry.collect()
         for suffix in _SUFFIXES[family.type]
     }
 

@@ -21,10 +21,18 @@ from components.config import parse_stack_config
 from offline.engine import ROOT
 from offline.render import kubernetes_objects
 from tests.components.observability.alert_cases import CASES, Context, Scenario
-from tests.conftest import stack_run
+from tests.conftest import stack_run as _stack_run
 from tests.helpers import objects
+from tests.variants import PROD_SHARED_LIMITS_IN_CLUSTER_OVERRIDES
 
-STACKS = ["dev", "prod"]
+STACKS = ["dev", "prod", "prod-shared-limits"]
+# The variants besides the stack files whose rules differ: the shared limit store's alert.
+VARIANTS = {"prod-shared-limits": ("prod", PROD_SHARED_LIMITS_IN_CLUSTER_OVERRIDES)}
+
+
+def stack_run(stack: str, overrides: dict | None = None):
+    return _stack_run(*VARIANTS[stack]) if stack in VARIANTS else _stack_run(stack, overrides)
+
 NOTIFICATION_POLICY = "cloudflare:index/notificationPolicy:NotificationPolicy"
 MONITORED_APPS = {"cloudflared", "gateway", "vllm"}
 RUNBOOK = ROOT / "docs" / "alerts.md"
@@ -62,7 +70,9 @@ def vllm_deployments(stack: str, cluster: str) -> list[str]:
     )
 
 
-STACK_CLUSTERS = [(stack, cluster) for stack in STACKS for cluster in clusters(stack)]
+# The shared-limits variant's rules are prod's and one more: one of its clusters says what it adds.
+STACK_CLUSTERS = [(stack, cluster) for stack in STACKS for cluster in clusters(stack)
+                  if stack not in VARIANTS or cluster == "blue"]
 
 
 @pytest.mark.parametrize("stack", STACKS)
@@ -194,7 +204,8 @@ def test_every_rendered_alert_has_a_firing_and_a_quiet_case(stack, cluster):
 
 
 def test_prod_renders_every_alert_the_cases_know():
-    rendered = {a["alert"] for cluster in clusters("prod") for a in alert_rules(prometheus_rule("prod", cluster))}
+    rendered = {a["alert"] for variant in ("prod", "prod-shared-limits") for cluster in clusters(variant)
+                for a in alert_rules(prometheus_rule(variant, cluster))}
     assert rendered == set(CASES)
 
 
@@ -217,7 +228,7 @@ def test_every_alert_has_severity_and_a_runbook_section(stack, cluster):
     for alert in alert_rules(rule):
         name = alert["alert"]
         assert alert["labels"]["severity"] in {"critical", "warning"}, name
-        assert alert["labels"]["llm_edge_instance"] == f"{stack}-{cluster}", name
+        assert alert["labels"]["llm_edge_instance"] == f"{VARIANTS.get(stack, (stack,))[0]}-{cluster}", name
         url = alert["annotations"]["runbook_url"]
         assert url == f"https://github.com/llm-edge/llm-edge/blob/main/docs/alerts.md#{name.lower()}"
         section = sections.get(name.lower())
@@ -343,8 +354,8 @@ def test_the_gateway_metrics_the_rules_query_are_ones_the_gateway_exports():
     from gateway.metrics import Metrics
 
     # Family names; series add `_total` (counters) or `_bucket`/`_sum`/`_count` (histograms).
-    exported = {family.name for family in Metrics().registry.collect()}
-    rule = prometheus_rule("prod", "blue")
+    exported = {family.name for family in Metrics(limit_store=True).registry.collect()}
+    rule = prometheus_rule("prod-shared-limits", "blue")
     queried = {m for r in alert_rules(rule) for m in re.findall(r"\b(gateway_[a-z_]+)\b", r["expr"])}
     assert queried, "the prod rules query no gateway metric"
     suffixes = ("_total", "_bucket", "_sum", "_count")

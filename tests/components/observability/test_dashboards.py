@@ -33,11 +33,12 @@ from tests.components.observability.test_alerts import RUNBOOK, alert_rules, pro
 from tests.components.observability.world import STEP_SECONDS, ClusterFacts, Samples, World, facts
 from tests.conftest import stack_run
 from tests.helpers import objects
-from tests.variants import PREVIEW_OVERRIDES
+from tests.variants import PREVIEW_OVERRIDES, PROD_SHARED_LIMITS_IN_CLUSTER_OVERRIDES
 
 RUNBOOK_URL = "https://github.com/llm-edge/llm-edge/blob/main/docs/alerts.md"
-# (stack, overrides): the stack files, and a preview (a gateway without vLLM).
-RENDERS = {"dev": ("dev", None), "prod": ("prod", None), "pr-123": ("pr-123", PREVIEW_OVERRIDES)}
+# (stack, overrides): the stack files, a preview (a gateway without vLLM) and shared limits (their panel).
+RENDERS = {"dev": ("dev", None), "prod": ("prod", None), "pr-123": ("pr-123", PREVIEW_OVERRIDES),
+           "prod-shared-limits": ("prod", PROD_SHARED_LIMITS_IN_CLUSTER_OVERRIDES)}
 WORLD_STEPS = 40  # ten minutes of 15 s scrapes: every rate window full
 # As Grafana fills `$__rate_interval` for a 15 s scrape interval: four of them.
 RATE_INTERVAL = "1m"
@@ -57,7 +58,9 @@ def targets(dashboard: dict) -> list[dict]:
     return [{**t, "panel": p["title"], "dashboard": dashboard["title"]} for p in panels_of(json.dumps(dashboard)) for t in p["targets"]]
 
 
-CLUSTERS = [(variant, cluster) for variant in RENDERS for cluster in sorted(kubernetes_objects(run(variant)))]
+# prod-shared-limits differs from prod by one panel: its blue cluster shows it.
+CLUSTERS = [(variant, cluster) for variant in RENDERS for cluster in sorted(kubernetes_objects(run(variant)))
+            if variant != "prod-shared-limits" or cluster == "blue"]
 # The worlds: every cluster of the stack files, healthy and failing.
 WORLDS = [(variant, cluster) for variant, cluster in CLUSTERS if variant != "pr-123"]
 
@@ -94,7 +97,7 @@ def test_config_maps_carry_the_sidecar_label_the_folder_and_one_file_per_dashboa
         dashboard = json.loads(text)
         # The sidecar writes every key into one folder: the file names must differ across stacks.
         assert key == f"{dashboard['uid']}.json" and len(dashboard["uid"]) <= 40
-        assert dashboard["uid"].startswith(f"llm-edge-{variant}-{cluster}-")
+        assert dashboard["uid"].startswith(f"llm-edge-{RENDERS[variant][0]}-{cluster}-")
 
 
 def test_every_dashboard_is_one_grafanas_schema_reads_back_unchanged():

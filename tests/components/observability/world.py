@@ -32,6 +32,8 @@ class ClusterFacts:
     # vLLM Deployment -> (served model name, replicas, GPUs per pod)
     vllm: dict[str, tuple[str, int, int]]
     gpu_vendor: str
+    # The gateway keeps its limits in a shared store (its config has shared_limits).
+    shared_limits: bool = False
 
 
 def facts(objects: list[dict]) -> ClusterFacts:
@@ -57,6 +59,7 @@ def facts(objects: list[dict]) -> ClusterFacts:
         gateway_replicas=autoscaler["spec"]["minReplicas"] if autoscaler else 0,
         gateway_max_replicas=autoscaler["spec"]["maxReplicas"] if autoscaler else 0,
         gateway_models=models, clients=clients, vllm=vllm, gpu_vendor=vendor,
+        shared_limits="shared_limits" in (config or {}),
     )
 
 
@@ -87,7 +90,7 @@ class World:
         self.times = [end - STEP_SECONDS * (steps - 1 - i) for i in range(steps)]
 
     def build(self) -> None:
-        gateways = [Metrics() for _ in range(self.cluster.gateway_replicas)]
+        gateways = [Metrics(limit_store=self.cluster.shared_limits) for _ in range(self.cluster.gateway_replicas)]
         for step, t in enumerate(self.times):
             self.cloudflared(t, step)
             for index, metrics in enumerate(gateways):
@@ -134,6 +137,10 @@ class World:
                 if self.failing:
                     metrics.upstream_failures.labels(model, upstream).inc(3)
         metrics.in_flight.set(4)
+        if metrics.limit_store_up is not None and metrics.limit_store_errors is not None:
+            metrics.limit_store_up.set(0 if self.failing else 1)
+            if self.failing:
+                metrics.limit_store_errors.labels("timeout").inc(2)
         for family in metrics.registry.collect():
             for sample in family.samples:
                 if not sample.name.endswith("_created"):

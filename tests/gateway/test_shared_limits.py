@@ -1,0 +1,259 @@
+"""Shared limits: several real gateway processes against a real redis-server on 127.0.0.1.
+
+A client's rpm and tpm hold exactly across replicas; the store killed or hanging mid-traffic fails
+no request and shows in the metrics; when it is back, the shared limits resume by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import openai
+import pytest
+
+from gateway.config import ConfigError, parse_config, resolve_secrets
+from tests.gateway.harness import BASE_ENV, GatewayProcess, base_config, sha256, wait_for
+from tests.gateway.store import PASSWORD, RedisServer
+
+MESSAGES = [{"role": "user", "content": "hi"}]
+# rpm / tpm of each client; every test uses clients of its own, so one store serves them all.
+LIMITS = {"rpm6": {"rpm": 6}, "tpm20": {"tpm": 20}, "stream20": {"tpm": 20}, "steady": {"rpm": 100_000, "tpm": 10_000_000},
+          "share": {"rpm": 4}, "after": {"rpm": 3}}
+KEYS = {name: f"sk-test-shared-{name}" for name in LIMITS}
+REPLICAS = 3
+KEY_PREFIX = "llm-edge:test:"
+
+
+def shared_config(stub, store: RedisServer, **shared) -> dict:
+    config = base_config([stub.replicas["c0"].url], [stub.replicas["o0"].url])
+    config["clients"] = [{"name": name, "key_sha256": sha256(KEYS[name]), **limits} for name, limits in LIMITS.items()]
+    config["shared_limits"] = {"url": store.url, "password_env": "LIMIT_STORE_PASSWORD", "timeout_ms": 50,
+                               "fallback_replicas": 2, "key_prefix": KEY_PREFIX, **shared}
+    return config
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+def start_replicas(stub, store: RedisServer, count: int, tmp_path, password: str = PASSWORD) -> list[GatewayProcess]:
+    """`count` gateways on one store, started side by side (each takes about a second)."""
+    env = {**BASE_ENV, "LIMIT_STORE_PASSWORD": password}
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(lambda _: GatewayProcess(shared_config(stub, store), tmp_path, env), range(count)))
+
+
+@pytest.fixture(scope="module")
+def replicas(stub, store, tmp_path_factory):
+    gateways = start_replicas(stub, store, REPLICAS, tmp_path_factory.mktemp("replicas"))
+    yield gateways
+    for gateway in gateways:
+        gateway.stop()
+
+
+@pytest.fixture
+def own_store(tmp_path):
+    server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def gateways(tmp_path):
+    """Gateways a test starts itself, stopped after it."""
+    started: list[GatewayProcess] = []
+    yield started
+    for gateway in started:
+        gateway.stop()
+
+
+async def _statuses(gateways, name: str, count: int) -> list[int]:
+    """`count` requests of one client at once, spread over the gateways in turn; their statuses."""
+    clients = [gateway.async_client(key=KEYS[name]) for gateway in gateways]
+
+    async def one(index: int) -> int:
+        try:
+            await clients[index % len(clients)].chat.completions.create(model="chat", messages=MESSAGES)
+            return 200
+        except openai.APIStatusError as exc:
+            return exc.status_code
+
+    try:
+        return list(await asyncio.gather(*(one(i) for i in range(count))))
+    finally:
+        for client in clients:
+            await client.close()
+
+
+def statuses(gateways, name: str, count: int) -> list[int]:
+    return asyncio.run(_statuses(gateways, name, count))
+
+
+def test_rpm_holds_exactly_across_replicas(replicas):
+    # 12 requests at once over 3 replicas: each replica alone would admit 6.
+    result = statuses(replicas, "rpm6", 12)
+    assert sorted(result) == [200] * 6 + [429] * 6
+    assert sum(g.metric("gateway_rate_limited_total", client="rpm6", limit="rpm") for g in replicas) == 6
+    assert all(g.metric("gateway_limit_store_up") == 1 for g in replicas)
+
+
+def test_tpm_holds_exactly_across_replicas(replicas):
+    # Each reply uses 7 tokens (5 + 2), charged after it: 20 -> 13 -> 6 -> -1, then refused.
+    result = [statuses([replicas[i % REPLICAS]], "tpm20", 1)[0] for i in range(5)]
+    assert result == [200, 200, 200, 429, 429]
+    with pytest.raises(openai.RateLimitError) as caught:
+        replicas[0].client(key=KEYS["tpm20"]).chat.completions.create(model="chat", messages=MESSAGES)
+    # As the local buckets say it: a debt of 1 token plus 1, at 20/60 tokens per second.
+    assert caught.value.response.headers["Retry-After"] in ("6", "7")
+    assert "tokens per minute" in caught.value.message
+    assert sum(g.metric("gateway_tokens_total", client="tpm20", model="chat", direction="in") for g in replicas) == 15
+
+
+def test_a_stream_is_charged_to_the_shared_tpm_as_it_is_counted(replicas):
+    """The store is charged the stream's final usage (5 + 3 tokens), not the sum of the usage vLLM
+    puts on every chunk when the gateway asks for continuous usage (34 tokens)."""
+    stream = replicas[0].client(key=KEYS["stream20"]).chat.completions.create(
+        model="chat", messages=MESSAGES, stream=True, stream_options={"include_usage": True})
+    assert [chunk.usage.total_tokens for chunk in stream if chunk.usage] == [8]
+    # 20 - 8 = 12, then replies of 7 tokens on the other replicas: 12 -> 5 -> -2, then refused.
+    assert wait_for(lambda: sum(g.metric("gateway_tokens_total", client="stream20", model="chat", direction="out")
+                                for g in replicas) == 3)
+    assert [statuses([replicas[1 + i % 2]], "stream20", 1)[0] for i in range(3)] == [200, 200, 429]
+
+
+def test_the_store_holds_client_names_and_numbers_only_and_every_key_expires(replicas, store):
+    statuses(replicas, "rpm6", 2)
+    statuses(replicas, "tpm20", 1)
+    client = store.client()
+    keys = sorted(key.decode() for key in client.keys("*"))
+    assert keys and all(key.startswith(KEY_PREFIX) for key in keys)
+    assert all(key.removeprefix(KEY_PREFIX).rsplit(":", 1)[0] in LIMITS for key in keys)
+    assert all(0 < client.pttl(key) <= 60_000 * 8 for key in keys), "a TTL: a full bucket needs no key"
+    stored = b" ".join(client.get(key) for key in keys)
+    assert all(secret.encode() not in stored for secret in (*KEYS.values(), *map(sha256, KEYS.values())))
+
+
+class Traffic(threading.Thread):
+    """One client's requests to the gateways in turn, until stopped (bounded: at most 20 s)."""
+
+    def __init__(self, gateways, name: str):
+        super().__init__(daemon=True)
+        self.clients = [g.client(key=KEYS[name], timeout=5) for g in gateways]
+        self.results: list[int | str] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        deadline = time.monotonic() + 20
+        while not self.stopped.is_set() and time.monotonic() < deadline:
+            client = self.clients[len(self.results) % len(self.clients)]
+            try:
+                client.chat.completions.create(model="chat", messages=MESSAGES)
+                self.results.append(200)
+            except openai.APIStatusError as exc:
+                self.results.append(exc.status_code)
+            except openai.APIError as exc:
+                self.results.append(type(exc).__name__)
+            time.sleep(0.01)
+
+    def finish(self) -> list[int | str]:
+        self.stopped.set()
+        self.join(10)
+        return self.results
+
+
+def _store_up(gateways, value: float) -> bool:
+    return all(g.metric("gateway_limit_store_up") == value for g in gateways)
+
+
+def test_store_killed_mid_traffic_fails_no_request_and_shared_limits_resume(replicas, store):
+    traffic = Traffic(replicas, "steady")
+    traffic.start()
+    wait_for(lambda: len(traffic.results) >= 10)
+    store.kill()
+    try:
+        assert wait_for(lambda: _store_up(replicas, 0)), "the metric shows the store down"
+        assert all(g.metric("gateway_limit_store_errors_total", error="connection") >= 1 for g in replicas)
+        # Meanwhile each replica allows its share, rpm / fallback_replicas: 4 / 2.
+        assert sorted(statuses(replicas, "share", 9)) == [200] * 6 + [429] * 3
+        served_while_down = len(traffic.results)
+    finally:
+        store.start()
+    assert wait_for(lambda: _store_up(replicas, 1)), "the replicas reach the store again by themselves"
+    wait_for(lambda: len(traffic.results) >= served_while_down + 10)
+    results = traffic.finish()
+    assert set(results) == {200}, "no request failed because the store did"
+    # The store came back empty; its limits are shared again: 3 over the replicas, not 3 each.
+    assert sorted(statuses(replicas, "after", 6)) == [200] * 3 + [429] * 3
+
+
+def test_a_hanging_store_costs_a_request_at_most_its_timeout_then_none(stub, own_store, gateways, tmp_path):
+    gateways += start_replicas(stub, own_store, 1, tmp_path)
+    [gateway] = gateways
+    client = gateway.client(key=KEYS["steady"], timeout=5)
+    client.chat.completions.create(model="chat", messages=MESSAGES)
+    own_store.pause()
+    durations = []
+    for _ in range(5):
+        started = time.monotonic()
+        client.chat.completions.create(model="chat", messages=MESSAGES)
+        durations.append(time.monotonic() - started)
+    # The first waits at most timeout_ms (50 ms) for the store; the next ones do not wait for it at all.
+    assert durations[0] < 0.05 + 0.2, "timeout_ms and the request itself, on a busy machine"
+    assert max(durations[1:]) < 0.05, durations
+    assert gateway.metric("gateway_limit_store_up") == 0
+    assert gateway.metric("gateway_limit_store_errors_total", error="timeout") >= 1
+    own_store.resume()
+    assert wait_for(lambda: gateway.metric("gateway_limit_store_up") == 1)
+
+
+def test_a_store_down_at_start_up_or_refusing_the_password_fails_no_request(stub, own_store, gateways, tmp_path):
+    own_store.kill()
+    gateways += start_replicas(stub, own_store, 1, tmp_path)
+    gateways += start_replicas(stub, own_store, 1, tmp_path, password="not-the-password")
+    late, refused = gateways
+    assert statuses(gateways, "steady", 2) == [200, 200]
+    assert late.metric("gateway_limit_store_up") == 0
+    own_store.start()
+    assert wait_for(lambda: late.metric("gateway_limit_store_up") == 1)
+    assert sorted(statuses([late], "after", 4)) == [200] * 3 + [429]
+    # The store answers the other replica, and refuses this one's password: still up 0, no failed request.
+    assert wait_for(lambda: refused.metric("gateway_limit_store_errors_total", error="response") >= 1)
+    assert statuses([refused], "steady", 1) == [200]
+    assert refused.metric("gateway_limit_store_up") == 0
+
+
+def _config(**shared) -> dict:
+    return {"models": {"m": {"upstreams": ["http://127.0.0.1:1"]}},
+            "clients": [{"name": "a", "key_sha256": "0" * 64}], "shared_limits": shared}
+
+
+@pytest.mark.parametrize(("shared", "problem"), [
+    ({}, "shared_limits: give exactly one of url and url_env"),
+    ({"url": "redis://a:6379", "url_env": "URL"}, "shared_limits: give exactly one of url and url_env"),
+    ({"url": "http://a:6379"}, "shared_limits.url: must be a redis:// or rediss:// URL"),
+    ({"url": "redis://a:6379/limits"}, "shared_limits.url: must have no path other than a database number"),
+    ({"url": "redis://a:6379", "timeout_ms": 0}, "shared_limits.timeout_ms: Input should be greater than 0"),
+])
+def test_shared_limits_config_errors_name_the_field(shared, problem):
+    with pytest.raises(ConfigError) as caught:
+        parse_config(_config(**shared))
+    assert any(p.startswith(problem) for p in caught.value.problems), caught.value.problems
+
+
+def test_store_url_and_password_from_the_environment_are_checked_and_never_repeated():
+    config = parse_config(_config(url_env="STORE_URL", password_env="STORE_PASSWORD"))
+    with pytest.raises(ConfigError) as caught:
+        resolve_secrets(config, {"STORE_URL": "https://user:hunter2@store:6379"})
+    assert caught.value.problems == [
+        "shared_limits.url_env: environment variable STORE_URL must be a redis:// or rediss:// URL such as "
+        "redis://limits.llm-edge.svc:6379/0",
+        "shared_limits.password_env: environment variable STORE_PASSWORD is not set",
+    ]
+    resolved = resolve_secrets(config, {"STORE_URL": "rediss://:hunter2@store:6379/1", "STORE_PASSWORD": "pw"})
+    assert (resolved.limit_store_url, resolved.limit_store_password) == ("rediss://:hunter2@store:6379/1", "pw")
