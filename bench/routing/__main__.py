@@ -201,6 +201,8 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--load-factor", type=float, default=1.25, help="routing_load_factor of the affinity arms")
+    parser.add_argument("--arms", nargs="+", choices=[name for name, _ in arms(1)], default=None,
+                        help="run only these arms (the report then compares only what ran)")
     parser.add_argument("--profile", choices=[*workload.PROFILES, "both"], default="both",
                         help="workload (bench/routing/workload.py: PROFILES); both: one after the other, same replicas")
     args = parser.parse_args()
@@ -230,6 +232,8 @@ def main() -> None:
                 scripts = workload.PROFILES[profile].scripts()
                 results[profile] = []
                 for name, count in arms(args.rounds):
+                    if args.arms is not None and name not in args.arms:
+                        continue
                     r = run_arm(name, count, replicas, workdir, scripts, args.concurrency, args.load_factor)
                     results[profile].append(r)
                     print(f"{profile} {name}: hit ratio {100 * r['hit_ratio']:.1f}%, TTFT p50 {r['ttft_p50_ms']:.0f} ms, "
@@ -250,16 +254,21 @@ def report(profile: str, results: list[dict]) -> None:
     bodies = next(r for r in results if r["arm"].startswith("affinity"))["bodies"]
     print(f"\n### {profile}: {workload.PROFILES[profile]}, {len(bodies)} requests an arm\n")
     print(table(results))
-    bound = pooled(results, "single")["hit_ratio"]
-    print("\n| replicas | hit ratio affinity / least outstanding / single bound | affinity vs bound | affinity vs least "
-          "| TTFT p50 affinity / least | TTFT p99 affinity / least | max share affinity |")
-    print("|---|---|---|---|---|---|---|")
-    for count in (2, 3):
-        a, lo = pooled(results, f"affinity-{count}"), pooled(results, f"least-{count}")
-        print(f"| {count} | {100 * a['hit_ratio']:.1f}% / {100 * lo['hit_ratio']:.1f}% / {100 * bound:.1f}% "
-              f"| {a['hit_ratio'] / bound:.2f} (target >= 0.90) | {a['hit_ratio'] / max(lo['hit_ratio'], 1e-9):.2f}x (>= 1.5x) "
-              f"| {a['p50']:.0f} / {lo['p50']:.0f} ms (lower) | {a['p99']:.0f} / {lo['p99']:.0f} ms "
-              f"| {a['spread']:.2f}x mean (<= 1.25x) |")
+    ran = {r["arm"] for r in results}
+    if not {"single", "affinity-2", "least-2", "affinity-3", "least-3"} <= ran:
+        print("\n(not every arm ran: no comparison)")
+    else:
+        bound = pooled(results, "single")["hit_ratio"]
+        print("\n| replicas | hit ratio affinity / least outstanding / single bound | affinity vs bound | affinity vs least "
+              "| TTFT p50 affinity / least | TTFT p99 affinity / least | max share affinity |")
+        print("|---|---|---|---|---|---|---|")
+        for count in (2, 3):
+            a, lo = pooled(results, f"affinity-{count}"), pooled(results, f"least-{count}")
+            print(f"| {count} | {100 * a['hit_ratio']:.1f}% / {100 * lo['hit_ratio']:.1f}% / {100 * bound:.1f}% "
+                  f"| {a['hit_ratio'] / bound:.2f} (target >= 0.90) "
+                  f"| {a['hit_ratio'] / max(lo['hit_ratio'], 1e-9):.2f}x (>= 1.5x) "
+                  f"| {a['p50']:.0f} / {lo['p50']:.0f} ms (lower) | {a['p99']:.0f} / {lo['p99']:.0f} ms "
+                  f"| {a['spread']:.2f}x mean (<= 1.25x) |")
     cost = routing_cost(bodies)
     print(f"\nrouting cost per request (key + choice over 3 addresses, replayed in this process on the arm's "
           f"{len(bodies)} bodies, largest {cost['body_kb_max']:.1f} KiB): mean {cost['mean_us']:.1f} us, "

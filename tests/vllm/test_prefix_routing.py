@@ -52,6 +52,7 @@ def start_gateway(tmp_path):
         config = {"models": {MODEL: {"upstreams": [s.url for s in servers], "upstream_key_env": "VLLM_UPSTREAM_KEY",
                                      "routing": routing}},
                   "clients": [{"name": CLIENT, "key_sha256": sha256(CLIENT_KEY)}]}
+        (tmp_path / routing).mkdir()
         started.append(GatewayProcess(config, tmp_path / routing, {"VLLM_UPSTREAM_KEY": VLLM_KEY}))
         return started[-1]
 
