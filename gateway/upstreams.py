@@ -155,8 +155,11 @@ class UpstreamPool:
         return any(e.healthy(now) for e in self.endpoints)
 
     def prefix_key(self, path: str, payload: dict) -> routing.PrefixKey | None:
-        """What prefix-affinity routing goes by, for the routes it serves; None: least outstanding."""
-        if self._router is None or path not in routing.PREFIX_ROUTES:
+        """What prefix-affinity routing goes by, for the routes it serves; None: least outstanding.
+
+        None with a single address too: there is nothing to choose, so the prompt is not hashed.
+        """
+        if self._router is None or len(self.endpoints) < 2 or path not in routing.PREFIX_ROUTES:
             return None
         rendered = routing.prompt_text(path, payload, self._block_bytes * routing.MAX_BLOCKS)
         if rendered is None:

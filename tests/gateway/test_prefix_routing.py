@@ -231,8 +231,11 @@ def test_a_cooling_down_replica_is_never_chosen():
     assert metrics.registry.get_sample_value("gateway_routing_decisions_total", {"model": "m", "decision": "hash"}) >= 1
 
 
-def test_embeddings_and_least_outstanding_models_have_no_key():
+def test_embeddings_least_outstanding_models_and_single_addresses_have_no_key():
     pool, _ = pool_of(2)
     assert pool.prefix_key("/v1/embeddings", {"input": SYSTEM}) is None
     plain, _ = pool_of(2, "least_outstanding")
     assert plain.prefix_key("/v1/chat/completions", {"messages": conversation(1, 1)[0]}) is None
+    alone, _ = pool_of(1)  # nothing to choose: not hashed
+    assert alone.prefix_key("/v1/chat/completions", {"messages": conversation(1, 1)[0]}) is None
+    assert pool.prefix_key("/v1/chat/completions", {"messages": conversation(1, 1)[0]}) is not None
