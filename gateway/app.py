@@ -70,7 +70,7 @@ class GatewayApp:
             self.limit_store = LimitStore(config.shared_limits, secrets.limit_store_url, secrets.limit_store_password,
                                           self.metrics)
             self.shared_limits = self.limit_store.client_limits(config.clients)
-        self.pools = {name: UpstreamPool(name, m.upstreams, config.health, self.metrics)
+        self.pools = {name: UpstreamPool(name, m, config.health, self.metrics)
                       for name, m in config.models.items()}
         self._upstream_keys = secrets.upstream_keys
         self._cors_origins = frozenset(config.cors_origins)

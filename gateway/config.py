@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -80,6 +80,18 @@ class HealthSettings(_Strict):
 class ModelSettings(_Strict):
     upstreams: list[UpstreamURL] = Field(min_length=1)
     upstream_key_env: EnvName | None = None
+    # How chat, completions and responses requests pick among the model's addresses
+    # (gateway/routing.py); every other route, and prompts shorter than a block, go by least outstanding.
+    routing: Literal["prefix_affinity", "least_outstanding"] = "prefix_affinity"
+    # Bounded load: an address is passed over while one more request would take it above
+    # ceil(factor x (in flight + 1) / addresses). 1 would allow no imbalance at all.
+    routing_load_factor: Annotated[float, Field(ge=1.0, le=10.0)] = 1.25
+    # The prompt is hashed in blocks of this many tokens (4 bytes of text each: the gateway has no
+    # tokenizer). vLLM caches blocks of 16 tokens on GPUs (128 in its CPU build); 64 matches
+    # shared prefixes at 4 of its GPU blocks for a quarter of the hashing.
+    routing_block_tokens: Annotated[int, Field(ge=1, le=4096)] = 64
+    # Block hashes remembered per address (LRU); about 180 bytes each (tracemalloc, CPython 3.11).
+    routing_index_blocks: Annotated[int, Field(ge=1, le=10_000_000)] = 16384
 
 
 def _check_store_url(url: str) -> str:

@@ -53,6 +53,12 @@ class Metrics:
         self.upstream_failures = Counter(
             "gateway_upstream_failures", "Failed attempts (connect error, timeout, 502/503/504) per upstream address.",
             ["model", "upstream"], registry=r)
+        # Prefix-affinity routing (gateway/routing.py): one count per choice of an address.
+        self.routing_decisions = Counter(
+            "gateway_routing_decisions", "Address choices of prefix-affinity models: affinity (an address known to "
+            "hold the conversation), hash (rendezvous choice for a prefix not known), bounded_load (the preferred "
+            "address was too busy), least_outstanding (no prompt prefix: another route, or shorter than a block).",
+            ["model", "decision"], registry=r)
         self.client_connections = Gauge(
             "gateway_client_connections", "Open client connections on the API port.", registry=r)
         self.connections_refused = Counter(

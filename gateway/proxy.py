@@ -24,6 +24,7 @@ from .logs import REQUEST_ID
 from .metrics import CLIENT_CLOSED, Metrics, Outcome
 from .relay import USAGE, BodyRelay, ClientGone, ClientRelay
 from .routes import PROXIED
+from .routing import PrefixKey
 from .sse import SseRelay
 from .stream_request import BadField, StreamPlan, plan
 from .upstream_client import (
@@ -71,14 +72,15 @@ class Forwarder:
             return prepared
         stream, head, body = prepared
 
+        key = pool.prefix_key(request.path, payload)
         started = time.monotonic()
         edge_bound = self._edge_timeout_s if stream is None and _CF_RAY in request.headers else None
         if edge_bound is None:  # no timer on the usual path: it costs microseconds a request
-            sent = await self._send(request.path, pool, head, body)
+            sent = await self._send(request.path, pool, head, body, key)
         else:
             try:
                 async with asyncio.timeout(edge_bound):
-                    sent = await self._send(request.path, pool, head, body)
+                    sent = await self._send(request.path, pool, head, body, key)
             except TimeoutError:
                 # _send closed the upstream connection on the way out: vLLM sees it and stops generating.
                 return errors.edge_timeout(model, edge_bound)
@@ -130,12 +132,12 @@ class Forwarder:
         head = (content_type_line, request[REQUEST_ID].encode("ascii"), self._auth_lines.get(model, b""))
         return stream, head, body if stream is None else stream.body
 
-    async def _send(self, path: str, pool: UpstreamPool, head: tuple[bytes, bytes, bytes],
-                    body: bytes) -> tuple[UpstreamConnection, Endpoint] | web.Response:
+    async def _send(self, path: str, pool: UpstreamPool, head: tuple[bytes, bytes, bytes], body: bytes,
+                    key: PrefixKey | None) -> tuple[UpstreamConnection, Endpoint] | web.Response:
         """The request sent to one of the pool's endpoints, with the head of its reply; or the error reply."""
         tried: set[Endpoint] = set()
         while True:
-            endpoint = pool.pick(tried)
+            endpoint = pool.pick(tried, key)
             if endpoint is None:
                 return errors.upstream_unreachable(pool.model) if tried else errors.no_upstream(pool.model)
             tried.add(endpoint)

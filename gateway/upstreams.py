@@ -1,4 +1,5 @@
-"""Where a model's requests go: least outstanding requests across its upstream addresses,
+"""Where a model's requests go: by prompt prefix with bounded load (gateway/routing.py) for chat,
+completions and responses, else least outstanding requests across the model's upstream addresses;
 with passive health (an address failing `failures` times in a row cools down for `cooldown_s`).
 
 An upstream URL whose host is a DNS name (e.g. a headless Service) is expanded into one
@@ -14,7 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
-from .config import HealthSettings, is_ip_literal
+from . import routing
+from .config import HealthSettings, ModelSettings, is_ip_literal
 from .metrics import Metrics
 
 log = logging.getLogger("gateway.upstreams")
@@ -88,9 +90,14 @@ class Endpoint:
 
 
 class UpstreamPool:
-    def __init__(self, model: str, urls: list[str], health: HealthSettings, metrics: Metrics,
+    def __init__(self, model: str, settings: ModelSettings, health: HealthSettings, metrics: Metrics,
                  resolver: Resolver = resolve_addresses):
         self.model = model
+        urls = settings.upstreams
+        self._router = (routing.PrefixRouter(settings.routing_load_factor, settings.routing_index_blocks)
+                        if settings.routing == "prefix_affinity" else None)
+        self._block_bytes = settings.routing_block_tokens * routing.CHARS_PER_TOKEN
+        self._decisions = {decision: metrics.routing_decisions.labels(model, decision) for decision in routing.DECISIONS}
         self._health = health
         self._metrics = metrics
         self._resolver = resolver
@@ -120,6 +127,8 @@ class UpstreamPool:
         for gone in known.values():
             gone.forget(self._metrics)
         self.endpoints = endpoints
+        if self._router is not None:
+            self._router.forget_except({e.url for e in endpoints})
 
     async def refresh(self) -> None:
         """Re-resolve DNS names; a name that fails to resolve keeps its previous addresses."""
@@ -145,19 +154,38 @@ class UpstreamPool:
         now = time.monotonic()
         return any(e.healthy(now) for e in self.endpoints)
 
-    def pick(self, exclude: set[Endpoint]) -> Endpoint | None:
-        """The endpoint with the fewest requests in flight, healthy ones first.
+    def prefix_key(self, path: str, payload: dict) -> routing.PrefixKey | None:
+        """What prefix-affinity routing goes by, for the routes it serves; None: least outstanding.
 
-        When every address is cooling down they are all tried anyway: passive health must not
-        turn a short blip of a single-replica model into a cool-down-long outage.
+        None with a single address too: there is nothing to choose, so the prompt is not hashed.
+        """
+        if self._router is None or len(self.endpoints) < 2 or path not in routing.PREFIX_ROUTES:
+            return None
+        rendered = routing.prompt_text(path, payload, self._block_bytes * routing.MAX_BLOCKS)
+        if rendered is None:
+            return None
+        return routing.prefix_key(rendered[0], rendered[1], self._block_bytes)
+
+    def pick(self, exclude: set[Endpoint], key: routing.PrefixKey | None = None) -> Endpoint | None:
+        """The endpoint for a request: by its prefix when it has a key, else the fewest in flight.
+
+        Healthy ones first. When every address is cooling down they are all tried anyway:
+        passive health must not turn a short blip of a single-replica model into a
+        cool-down-long outage.
         """
         candidates = [e for e in self.endpoints if e not in exclude]
         if not candidates:
             return None
         now = time.monotonic()
         healthy = [e for e in candidates if e.healthy(now)] or candidates
+        if key is not None and self._router is not None:
+            chosen, decision = self._router.choose(healthy, key)
+            self._decisions[decision].inc()
+            return chosen  # type: ignore[return-value]  # choose() returns one of `healthy`
         self._next = (self._next + 1) % len(healthy)
         rotated = healthy[self._next:] + healthy[:self._next]
+        if self._router is not None:
+            self._decisions[routing.LEAST_OUTSTANDING].inc()
         return min(rotated, key=lambda e: e.outstanding)
 
     def record_failure(self, endpoint: Endpoint) -> None:

@@ -246,12 +246,14 @@ class ClusterInstallation(pulumi.ComponentResource):
             models_namespace = config.preview.models_namespace
             assert models_namespace is not None, "derive_preview sets it"
             upstreams = [
-                Upstream(model.served_name or model_name, [vllm_service_url(model_name, models_namespace)], VLLM_API_KEY)
+                Upstream(model.served_name or model_name, [vllm_service_url(model_name, models_namespace)], VLLM_API_KEY,
+                         model.routing, model.routing_load_factor)
                 for model_name, model in config.models.items()
             ]
         else:
             upstreams = [
-                Upstream(server.served_name, [vllm_service_url(model_name, namespace)], VLLM_API_KEY)
+                Upstream(server.served_name, [vllm_service_url(model_name, namespace)], VLLM_API_KEY,
+                         config.models[model_name].routing, config.models[model_name].routing_load_factor)
                 for model_name, server in self.models.items()
             ]
         for backend_name, backend in config.backends.items():

@@ -45,6 +45,13 @@ class ModelSettings(Model):
     # Time allowed for download and load before the startup probe gives up.
     startup_budget_minutes: Annotated[int, Field(ge=30, le=24 * 60)] = 45
     resources: Resources = Resources(cpu_request="4", memory_request="32Gi", cpu_limit="16", memory_limit="64Gi")
+    # How the gateway spreads this model's requests over its replicas (gateway/README.md, "Routing"):
+    # by prompt prefix, so a conversation keeps hitting the replica whose KV cache holds it, with
+    # bounded load; or by fewest requests in flight.
+    routing: Literal["prefix_affinity", "least_outstanding"] = "prefix_affinity"
+    # prefix_affinity passes a replica over once one more request would put it above this
+    # factor of the mean load (rounded up, the new request counted).
+    routing_load_factor: Annotated[float, Field(ge=1.0, le=10.0)] = 1.25
 
 
 class BackendSettings(Model):

@@ -54,6 +54,9 @@ class Upstream:
     model: str
     urls: list[str]
     key: SecretKey | None
+    # The gateway's per-model routing (gateway/README.md); None keeps the gateway's default.
+    routing: str | None = None
+    routing_load_factor: float | None = None
 
 
 @dataclass(frozen=True)
@@ -96,10 +99,7 @@ def gateway_config(args: GatewayArgs) -> dict:
     return {
         "listen": f"0.0.0.0:{PORT}",
         "metrics_listen": f"0.0.0.0:{METRICS_PORT}",
-        "models": {
-            u.model: {"upstreams": u.urls, **({"upstream_key_env": env_name("upstream", u.key.secret_name, u.key.key)} if u.key else {})}
-            for u in args.upstreams
-        },
+        "models": {u.model: _model_config(u) for u in args.upstreams},
         "clients": [
             {
                 "name": c.name,
@@ -131,6 +131,17 @@ def _shared_limits_config(wiring: SharedLimitsWiring, settings: GatewaySettings)
         "fallback_replicas": settings.replicas,
         "key_prefix": wiring.key_prefix,
     }
+
+
+def _model_config(upstream: Upstream) -> dict:
+    config: dict = {"upstreams": upstream.urls}
+    if upstream.key:
+        config["upstream_key_env"] = env_name("upstream", upstream.key.secret_name, upstream.key.key)
+    if upstream.routing is not None:
+        config["routing"] = upstream.routing
+    if upstream.routing_load_factor is not None:
+        config["routing_load_factor"] = upstream.routing_load_factor
+    return config
 
 
 class ApiGateway(pulumi.ComponentResource):

@@ -47,3 +47,10 @@ def test_backend_url_has_no_path_and_model_names_have_one_home():
     raw = with_("backends", {"gpustack": {"url": "http://10.0.0.9", "models": ["qwen"]}}, WITH_MODEL)
     [line] = errors_of(raw)
     assert line.startswith("llm-edge:models: is served by more than one")
+
+
+def test_routing_is_one_of_the_gateways_and_its_load_factor_at_least_one():
+    [line] = errors_of(with_("models.qwen.routing", "round_robin", WITH_MODEL))
+    assert line == "llm-edge:models.qwen.routing: Input should be 'prefix_affinity' or 'least_outstanding' (got \"round_robin\")"
+    [line] = errors_of(with_("models.qwen.routingLoadFactor", 0.8, WITH_MODEL))
+    assert line.startswith("llm-edge:models.qwen.routingLoadFactor: Input should be greater than or equal to 1")

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from gateway.config import HealthSettings
+from gateway.config import HealthSettings, ModelSettings
 from gateway.metrics import Metrics
 from gateway.upstreams import UpstreamPool
 from tests.gateway.harness import KEYS, free_port, sha256
@@ -29,6 +29,47 @@ def test_equal_replicas_share_the_load(gateway, stub):
     for _ in range(30):
         client.chat.completions.create(model="chat", messages=MESSAGES)
     assert [stub.state.count(name) for name in ("c0", "c1", "c2")] == [10, 10, 10]
+
+
+SYSTEM = "You answer questions about the llm-edge gateway, briefly and exactly. " * 12
+
+
+def turns_of(seed: int, turns: int) -> list[list[dict]]:
+    """What a client sends, turn by turn: the whole history each time, after one shared system prompt."""
+    history = [{"role": "system", "content": SYSTEM}]
+    sent = []
+    for turn in range(turns):
+        history.append({"role": "user", "content": f"conversation {seed} asks question {turn}: " + "why? " * 40})
+        sent.append(list(history))
+        history.append({"role": "assistant", "content": f"answer {turn} to conversation {seed} " * 6})
+    return sent
+
+
+def test_conversations_stick_to_one_replica(gateway, stub):
+    client = gateway.client()
+    hashed_before = gateway.metric("gateway_routing_decisions_total", model="chat", decision="hash")
+    conversations = {seed: turns_of(seed, 3) for seed in range(9)}
+    for turn in range(3):  # interleaved, as concurrent users would send them
+        for sent in conversations.values():
+            client.chat.completions.create(model="chat", messages=sent[turn])
+    served: dict[int, set[str]] = {}
+    for seen in stub.state.seen:
+        seed = int(seen.body["messages"][1]["content"].split()[1])
+        served.setdefault(seed, set()).add(seen.replica)
+    assert all(len(replicas) == 1 for replicas in served.values()), served
+    assert len(set().union(*served.values())) >= 2, "conversations sharing a system prompt still spread"
+    assert gateway.metric("gateway_routing_decisions_total", model="chat", decision="hash") - hashed_before == 9
+    assert gateway.metric("gateway_routing_decisions_total", model="chat", decision="affinity") >= 18
+
+
+def test_least_outstanding_model_scatters_a_conversation(stub, start_gateway):
+    replicas = [stub.replicas[name].url for name in ("c0", "c1", "c2")]
+    config = one_model(replicas)
+    config["models"]["m"]["routing"] = "least_outstanding"
+    client = start_gateway(config).client()
+    for sent in turns_of(1, 6):
+        client.chat.completions.create(model="m", messages=sent)
+    assert len({seen.replica for seen in stub.state.seen}) == 3
 
 
 def test_slow_replica_gets_fewer_requests(gateway, stub):
@@ -246,7 +287,7 @@ def test_async_client_cancel_reaches_the_upstream(gateway, stub):
 
 def pool_of(urls: list[str], resolver=None, failures: int = 2) -> UpstreamPool:
     health = HealthSettings(failures=failures, cooldown_s=60)
-    return UpstreamPool("m", urls, health, Metrics(), **({"resolver": resolver} if resolver else {}))
+    return UpstreamPool("m", ModelSettings(upstreams=urls), health, Metrics(), **({"resolver": resolver} if resolver else {}))
 
 
 def test_pick_prefers_least_outstanding():
@@ -274,7 +315,8 @@ def test_model_healthy_upstreams_is_zero_for_an_empty_pool():
         return []
 
     metrics = Metrics()
-    pool = UpstreamPool("m", ["http://vllm.ns.svc:8000"], HealthSettings(failures=1, cooldown_s=60), metrics, resolver)
+    settings = ModelSettings(upstreams=["http://vllm.ns.svc:8000"])
+    pool = UpstreamPool("m", settings, HealthSettings(failures=1, cooldown_s=60), metrics, resolver)
 
     def healthy() -> float | None:
         return metrics.registry.get_sample_value("gateway_model_healthy_upstreams", {"model": "m"})

@@ -4,13 +4,15 @@ The vLLM venv comes from VLLM_VENV (set by `make test-vllm`), else `.venv-vllm` 
 repository. Without it the tests fail, never skip: this layer must not pass by doing nothing.
 
 Each vLLM server takes about 3 GB and most of a minute to start, so only one runs at a time:
-the tests are ordered by the model they need (the generating one first, then the pooling ones),
-and asking for another model stops the server of the last one.
+the tests are ordered by the model they need (the generating one first, then the pooling ones,
+then the routing tests' pair of generating replicas, the only time two run), and asking for
+another model stops the server of the last one.
 """
 
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -33,7 +35,7 @@ from tests.vllm.server import (
 # server), never the server's own model name.
 TPM_CLIENT, TPM_CLIENT_KEY, TPM = "tpm-limited", "sk-test-vllm-tpm", 20
 OTHER_CLIENT, OTHER_CLIENT_KEY, OTHER_MODEL = "other-only", "sk-test-vllm-other", "not-this-one"
-_FIXTURE_ORDER = ("vllm", "embed_vllm", "classify_vllm")
+_FIXTURE_ORDER = ("vllm", "embed_vllm", "classify_vllm", "vllm_pair")
 
 
 class OneServer:
@@ -45,10 +47,11 @@ class OneServer:
         self._model_dir: Path | None = None
         self.server: VllmServer | None = None
         self.gateway: GatewayProcess | None = None
+        self.pair: list[VllmServer] | None = None
         self.started: list[VllmServer] = []
 
     def serve(self, model: str) -> tuple[VllmServer, GatewayProcess]:
-        if self.server is None or self.server.model != model:
+        if self.pair is not None or self.server is None or self.server.model != model:
             self.stop()
             if self._model_dir is None:
                 self._model_dir = build_tiny_model(self._python, self._tmp.mktemp("tiny-llama"))
@@ -59,12 +62,27 @@ class OneServer:
         assert self.gateway is not None
         return self.server, self.gateway
 
+    def serve_pair(self) -> list[VllmServer]:
+        """Two replicas of MODEL, started side by side (the single server stops first)."""
+        if self.pair is None:
+            self.stop()
+            if self._model_dir is None:
+                self._model_dir = build_tiny_model(self._python, self._tmp.mktemp("tiny-llama"))
+            model_dir = self._model_dir
+            with ThreadPoolExecutor(2) as pool:
+                self.pair = list(pool.map(lambda i: VllmServer(self._python, model_dir,
+                                                               self._tmp.mktemp("vllm") / f"replica-{i}.log"), range(2)))
+            self.started += self.pair
+        return self.pair
+
     def stop(self) -> None:
         if self.gateway is not None:
             self.gateway.stop()
         if self.server is not None:
             self.server.stop()
-        self.server = self.gateway = None
+        for server in self.pair or ():
+            server.stop()
+        self.server = self.gateway = self.pair = None
 
 
 def gateway_config(server: VllmServer) -> dict:
@@ -115,6 +133,12 @@ def embed_vllm(one_server) -> tuple[VllmServer, GatewayProcess]:
 def classify_vllm(one_server) -> tuple[VllmServer, GatewayProcess]:
     """vLLM's pooling runner with `--convert classify` as `tiny-classify`, and the gateway in front of it."""
     return one_server.serve(CLASSIFY_MODEL)
+
+
+@pytest.fixture
+def vllm_pair(one_server) -> list[VllmServer]:
+    """Two vLLM replicas generating with the tiny Llama as `tiny-llama`, key VLLM_KEY; no gateway (tests start theirs)."""
+    return one_server.serve_pair()
 
 
 _SERVERS = pytest.StashKey[OneServer]()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -12,6 +13,8 @@ from gateway.config import parse_config, resolve_secrets
 from offline.render import unwrap
 from tests.conftest import stack_run
 from tests.helpers import AWS_SECRET_VERSION, TUNNEL_CONFIG, ingress_rules, k8s_resource, objects, plain, pod_spec
+
+ROOT = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(scope="module")
@@ -121,3 +124,13 @@ def test_gateway_keeps_idle_connections_longer_than_cloudflared(prod):
     origin_request = plain(prod.one(TUNNEL_CONFIG, "tunnel-blue-config"))["config"]["originRequest"]
     config = parse_config(rendered_config(prod, "blue"))
     assert config.client_keepalive_timeout_s > origin_request["keepAliveTimeout"]
+
+
+def test_each_model_routing_reaches_the_gateway(dev):
+    [model] = parse_config(rendered_config(dev, "dev")).models.values()
+    assert (model.routing, model.routing_load_factor) == ("prefix_affinity", 1.25)
+    with open(ROOT / "Pulumi.dev.yaml", encoding="utf-8") as handle:
+        models = yaml.safe_load(handle)["config"]["llm-edge:models"]
+    models["qwen-0-5b"] = {**models["qwen-0-5b"], "routing": "least_outstanding", "routingLoadFactor": 1.5}
+    [model] = parse_config(rendered_config(stack_run("dev", {"models": models}), "dev")).models.values()
+    assert (model.routing, model.routing_load_factor) == ("least_outstanding", 1.5)
