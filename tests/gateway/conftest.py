@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tests.gateway.harness import BASE_ENV, GatewayProcess, base_config
+from tests.gateway.harness import BASE_ENV, KEYS, GatewayProcess, base_config, sha256
+from tests.gateway.scripted_upstream import ThreadedUpstream
 from tests.gateway.upstream_stub import StubUpstream
 
 
@@ -53,3 +54,19 @@ def start_gateway(tmp_path):
     yield start
     for process in started:
         process.stop()
+
+
+@pytest.fixture
+def scripted_gateway(start_gateway):
+    """A gateway (client `full`, model `m`) in front of a scripted upstream: call it with the script."""
+    upstreams = []
+
+    def start(script):
+        upstream = ThreadedUpstream(script)
+        upstreams.append(upstream)
+        return start_gateway({"models": {"m": {"upstreams": [upstream.url], "upstream_key_env": "STUB_UPSTREAM_KEY"}},
+                              "clients": [{"name": "full", "key_sha256": sha256(KEYS["full"])}]})
+
+    yield start
+    for upstream in upstreams:
+        upstream.close()

@@ -13,8 +13,8 @@ import pytest
 
 from gateway import forms
 from gateway.stream_request import BadField, lax_bool
-from tests.gateway.harness import KEYS, base_config, raw, sha256
-from tests.gateway.scripted_upstream import HEAD_CHUNKED, ThreadedUpstream, chunk
+from tests.gateway.harness import KEYS, base_config, raw
+from tests.gateway.scripted_upstream import HEAD_CHUNKED, chunk
 from tests.gateway.upstream_stub import FINGERPRINT, PROMPT_TOKENS
 
 CHAT = "/v1/chat/completions"
@@ -166,29 +166,13 @@ def _cumulative_chunk(completion_tokens: int) -> bytes:
                9 + completion_tokens, completion_tokens)
 
 
-@pytest.fixture
-def one_upstream(start_gateway):
-    """A gateway (client `full`, model `m`) in front of a scripted upstream: call it with the script."""
-    upstreams = []
-
-    def start(script):
-        upstream = ThreadedUpstream(script)
-        upstreams.append(upstream)
-        return start_gateway({"models": {"m": {"upstreams": [upstream.url], "upstream_key_env": "STUB_UPSTREAM_KEY"}},
-                              "clients": [{"name": "full", "key_sha256": sha256(KEYS["full"])}]})
-
-    yield start
-    for upstream in upstreams:
-        upstream.close()
-
-
-def test_a_stream_the_upstream_cuts_is_charged_what_was_relayed(one_upstream):
+def test_a_stream_the_upstream_cuts_is_charged_what_was_relayed(scripted_gateway):
     async def cut_after_four_tokens(writer):
         writer.write(HEAD_CHUNKED + b"".join(chunk(_cumulative_chunk(n)) for n in range(1, 5)))
         await writer.drain()
         return False  # closes the connection mid-stream
 
-    gateway = one_upstream(cut_after_four_tokens)
+    gateway = scripted_gateway(cut_after_four_tokens)
     before = tokens(gateway, model="m")
     with pytest.raises(httpx.HTTPError):
         httpx.post(gateway.url + CHAT, json={"model": "m", "stream": True}, headers=auth(), timeout=5)

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from gateway.routes import PROXIED
-from tests.gateway.harness import KEYS, ORIGIN, UPSTREAM_KEY, raw, sha256, wait_for
+from tests.gateway.harness import KEYS, ORIGIN, UPSTREAM_KEY, raw, wait_for
 from tests.gateway.raw_client import RawClient, request
-from tests.gateway.scripted_upstream import ThreadedUpstream, reply
+from tests.gateway.scripted_upstream import reply
 
 CHAT = "/v1/chat/completions"
 AUTH = {"Authorization": f"Bearer {KEYS['full']}", "Content-Type": "application/json"}
@@ -131,25 +131,10 @@ def test_upstream_headers_on_the_allowlist_pass_and_no_others(gateway, stub):
         assert headers["Vary"] == "Origin", "the gateway's own (cors_origins), not the upstream's"
 
 
-@pytest.fixture
-def scripted(start_gateway):
-    upstreams = []
-
-    def start(data: bytes):
-        upstream = ThreadedUpstream(reply(data))
-        upstreams.append(upstream)
-        return start_gateway({"models": {"m": {"upstreams": [upstream.url], "upstream_key_env": "STUB_UPSTREAM_KEY"}},
-                              "clients": [{"name": "full", "key_sha256": sha256(KEYS["full"])}]})
-
-    yield start
-    for upstream in upstreams:
-        upstream.close()
-
-
 @pytest.mark.parametrize("content_type", [b"text/plain; charset=utf-8", b"application/json; charset=utf-8", None])
-def test_content_type_is_the_upstreams(scripted, content_type):
+def test_content_type_is_the_upstreams(scripted_gateway, content_type):
     head = b"Content-Type: %b\r\n" % content_type if content_type else b""
-    gateway = scripted(b"HTTP/1.1 200 OK\r\n%bContent-Length: 2\r\n\r\nok" % head)
+    gateway = scripted_gateway(reply(b"HTTP/1.1 200 OK\r\n%bContent-Length: 2\r\n\r\nok" % head))
     _, headers, body = raw(gateway, CHAT, b'{"model": "m"}', headers=AUTH)
     assert body == b"ok"
     # None sent: RFC 9110 section 8.3 lets a recipient assume application/octet-stream, which aiohttp says.
@@ -189,10 +174,10 @@ def test_upstream_error_bodies_are_relayed_without_the_upstream_key(gateway, stu
     assert "stub failure" in json.loads(body)["error"]["message"]
 
 
-def test_a_chunked_upstream_error_is_scrubbed_too(scripted):
+def test_a_chunked_upstream_error_is_scrubbed_too(scripted_gateway):
     echoed = f'{{"error": {{"message": "bad key Bearer {UPSTREAM_KEY}"}}}}'.encode()
-    gateway = scripted(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
-                       b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%b\r\n0\r\n\r\n" % (len(echoed), echoed))
+    gateway = scripted_gateway(reply(b"HTTP/1.1 500 Internal Server Error\r\nContent-Type: application/json\r\n"
+                                     b"Transfer-Encoding: chunked\r\n\r\n%x\r\n%b\r\n0\r\n\r\n" % (len(echoed), echoed)))
     client = RawClient(gateway.port)
     client.send(request("POST", CHAT, AUTH, b'{"model": "m"}'))
     answer = client.reply()
