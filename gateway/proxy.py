@@ -237,6 +237,8 @@ class Forwarder:
                 request.transport.abort()
             outcome.status = 502
             return True
+        finally:
+            relay.settle()
         return False
 
 

@@ -41,6 +41,9 @@ class ClientRelay:
         """The upstream's reply ended."""
         raise NotImplementedError
 
+    def settle(self) -> None:
+        """The relay is over, ended or cut: the reply's tokens are counted in its outcome."""
+
     async def drain(self) -> None:
         if self._transport.is_closing():
             raise ClientGone()

@@ -53,9 +53,18 @@ _COMPACT_CHOICES = b'"choices":['
 _CHOICES = re.compile(rb'"choices"\s*:\s*\[\s*(?:\{\s*"index"\s*:\s*(\d+)|(\]))')
 _FINISH_KEY = b'"finish_reason":'  # followed by a string unless it is null
 _CHOICE_0 = b'{"index":0,'
+_COMPACT_EVENT = b"data: {"
 # The usage vLLM puts on each chunk (UsageInfo: V/entrypoints/serve/engine/protocol.py), matched where it starts.
 _CHUNK_USAGE = re.compile(rb',"usage":\{"prompt_tokens":(\d+),"total_tokens":\d+,"completion_tokens":(\d+)'
                           rb'(?:,"completion_tokens_details":null)?\}')
+# The end of a chunk of the only choice that is not finishing, as vLLM writes it: its null finish
+# reason (a JSON string cannot hold `"finish_reason":`, so it is the choice's own), the choice's
+# other plain members (stop_reason, token_ids), and the usage member last.
+_ONE_CHOICE_TAIL = re.compile(
+    rb'"finish_reason":null(?:,"[a-z_]+":(?:null|-?\d+|"[^"\\]*"))*\}\]'
+    rb'(,"usage":\{"prompt_tokens":(\d+),"total_tokens":\d+,"completion_tokens":(\d+)'
+    rb'(?:,"completion_tokens_details":null)?\})\}\n\n\Z')
+_TAIL_BYTES = 256  # where that end can start, at most, counted from the chunk's end
 _FINGERPRINT = re.compile(rb'"system_fingerprint"\s*:\s*("(?:[^"\\]|\\.)*")')
 _DELTA = re.compile(rb'"type"\s*:\s*"response\.[a-z_.]*delta"')
 _EVENT_END = b"\n\n"
@@ -88,11 +97,45 @@ class SseRelay(ClientRelay):
         self._final = False  # the final usage came: its totals stand
         # Events from the first finish chunk on, held for the fingerprint: (event, where it goes or -1).
         self._held: list[tuple[bytes, int]] | None = None
+        # A stream of one choice (one prompt, n=1) takes the quick path of feed() from its second
+        # read on, while no piece of an event is pending and nothing is held.
+        self._one_choice = plan.one_choice and not plan.responses
+        self._quick = False
+        # The usage of the last chunk the quick path relayed, counted by settle().
+        self._last_usage: re.Match | None = None
 
     def feed(self, data: bytes) -> bool:
         """Relay what can be relayed of `data`; True when the client's buffer is full (or it has gone)."""
+        # Nearly every read of a stream: one chunk of the only choice, on one line, not finishing,
+        # its usage last. This runs for every token, and on a busy core each Python step of it
+        # costs about a microsecond (docs/performance.md, run 13), so it takes as few as it can.
+        if self._quick and data.find(b"\n") == len(data) - 2 and data.startswith(_COMPACT_EVENT):
+            tail = _ONE_CHOICE_TAIL.search(data, len(data) - _TAIL_BYTES)
+            if tail is not None:  # a chunk of JSON on one line, so not [DONE]
+                transport = self._transport
+                if transport.is_closing():
+                    return True
+                self._last_usage = tail
+                if self._plan.chunk_usage:
+                    transport.write(b"%x\r\n%b\r\n" % (len(data), data))
+                else:  # the usage member is the last before the chunk's `}`
+                    start = tail.start(1)
+                    transport.write(b"%x\r\n%b}\n\n\r\n" % (start + 3, data[:start]))
+                return transport.get_write_buffer_size() > self._high_water
         if self._transport.is_closing():
             return True  # nothing more is relayed, or counted; the relay stops at its next drain()
+        full = self._feed(data)
+        self._quick = self._one_choice and self._held is None and not self._pending
+        return full
+
+    def settle(self) -> None:
+        """The relay is over (or cut): the tokens of the last chunk the quick path relayed stand,
+        unless a later chunk or the final usage was counted."""
+        if self._last_usage is not None and not self._final:
+            self._outcome.prompt_tokens, self._outcome.completion_tokens = map(int, self._last_usage.group(2, 3))
+        self._last_usage = None
+
+    def _feed(self, data: bytes) -> bool:
         if self._on_first_chunk is not None:
             self._on_first_chunk()
             self._on_first_chunk = None
@@ -110,8 +153,12 @@ class SseRelay(ClientRelay):
             data = data[:end]
         if self._plan.responses:
             self._count_responses(data)
-        elif _USAGE_KEY in data or self._held is not None or (not self._plan.usage_chunk and _finished(data)):
-            data = self._events(data)
+        else:
+            usual = self._usual_chunk(data) if self._held is None else None
+            if usual is not None:
+                return self._write(usual)  # a chunk of JSON, so not [DONE]
+            if _USAGE_KEY in data or self._held is not None or (not self._plan.usage_chunk and _finished(data)):
+                data = self._events(data)
         if _DONE_KEY in data and _DONE.search(data):
             self._outcome.answered = True
         return self._write(data)
@@ -123,6 +170,7 @@ class SseRelay(ClientRelay):
         if self._held is not None:
             rest = self._release(None) + rest
         self._write(rest)
+        self.settle()
         if self._transport.is_closing():
             raise ClientGone()
 
@@ -131,6 +179,34 @@ class SseRelay(ClientRelay):
         self._pending_size += len(piece)
         if self._pending_size > MAX_EVENT_BYTES:
             raise UpstreamBroken(f"the upstream sent a stream event larger than {MAX_EVENT_BYTES} bytes")
+
+    def _usual_chunk(self, data: bytes) -> bytes | None:
+        """Nearly every read of a vLLM stream is one chunk, on one line: that chunk as it goes to the
+        client (see _choice_0_chunk), or None for the general path."""
+        if data.find(b"\n") != len(data) - 2 or not data.startswith(_COMPACT_EVENT):
+            return None  # not one single-line event of vLLM's compact JSON, which cannot be [DONE]
+        return self._choice_0_chunk(data)
+
+    def _choice_0_chunk(self, event: bytes) -> bytes | None:
+        """A whole event that is a chunk of choice 0 with its usage last and not finishing, as it goes
+        to the client; None for any other event. Each scan of an event costs about 0.3 us here, so
+        this takes as few as it can."""
+        choices = event.find(_COMPACT_CHOICES)
+        if choices < 0 or not event.startswith(_CHOICE_0, choices + len(_COMPACT_CHOICES)):
+            return None
+        at = event.rfind(_COMPACT_USAGE, choices)
+        usage = _CHUNK_USAGE.match(event, at) if at >= 0 else None
+        if usage is None:
+            return None
+        if not self._plan.usage_chunk:
+            # A finishing chunk is held for the fingerprint (see _event). vLLM writes
+            # `"finish_reason":null` until then; anything else, or a second one, is left to _event.
+            finish = event.find(_FINISH_KEY, choices, at)
+            if finish >= 0 and (event[finish + len(_FINISH_KEY)] != 0x6E  # n, of null
+                                or event.find(_FINISH_KEY, finish + len(_FINISH_KEY), at) >= 0):
+                return None
+        self._count_chunk(0, int(usage[1]), int(usage[2]))
+        return event if self._plan.chunk_usage else event[:at] + event[usage.end():]
 
     def _events(self, data: bytes) -> bytes:
         """The events of `data` (whole ones) as they go to the client."""
@@ -143,14 +219,9 @@ class SseRelay(ClientRelay):
 
     def _event(self, event: bytes) -> bytes:
         """One whole event (its end included) as it goes to the client: b"" while held or when dropped."""
-        # Nearly every event of a vLLM stream: a chunk of choice 0 with its usage last, not finishing.
-        # Each scan of an event costs about 0.4 us here, so this one takes as few as it can.
-        choices = event.find(_COMPACT_CHOICES)
-        if self._held is None and choices >= 0 and event.startswith(_CHOICE_0, choices + len(_COMPACT_CHOICES)):
-            usage = _CHUNK_USAGE.match(event, event.rfind(_COMPACT_USAGE, choices))
-            if usage is not None and (self._plan.usage_chunk or not _finished(event, choices)):
-                self._count_chunk(0, int(usage[1]), int(usage[2]))
-                return event if self._plan.chunk_usage else event[:usage.start()] + event[usage.end():]
+        usual = self._choice_0_chunk(event) if self._held is None else None
+        if usual is not None:
+            return usual
         member = _usage_member(event) if _USAGE_KEY in event else None
         index = _choice(event)
         final = index < 0
@@ -187,10 +258,15 @@ class SseRelay(ClientRelay):
     def _count_chunk(self, index: int, prompt: int, completion: int) -> None:
         if self._final:
             return
-        self._prompts[index // self._plan.choices_per_prompt] = prompt
-        self._completions[index] = completion
-        self._outcome.prompt_tokens = sum(self._prompts.values())
-        self._outcome.completion_tokens = sum(self._completions.values())
+        self._last_usage = None  # this chunk is later than what the quick path relayed
+        prompts, completions = self._prompts, self._completions
+        prompts[index // self._plan.choices_per_prompt] = prompt
+        completions[index] = completion
+        if len(completions) == 1:  # one choice so far, as in nearly every stream: no sums
+            self._outcome.prompt_tokens, self._outcome.completion_tokens = prompt, completion
+        else:
+            self._outcome.prompt_tokens = sum(prompts.values())
+            self._outcome.completion_tokens = sum(completions.values())
 
     def _count_responses(self, data: bytes) -> None:
         if self._final:

@@ -26,6 +26,7 @@ from . import forms
 from .routes import Streams
 
 _LAX_BOOL: TypeAdapter[bool | None] = TypeAdapter(bool | None)
+_LAX_INT: TypeAdapter[int | None] = TypeAdapter(int | None)
 _USAGE_OPTIONS = {"include_usage": True, "continuous_usage_stats": True}
 _APPENDED_OPTIONS = b',"stream_options":{"include_usage":true,"continuous_usage_stats":true}}'
 _JSON_SPACE = b" \t\r\n"
@@ -51,6 +52,7 @@ class StreamPlan:
     chunk_usage: bool = True  # the client asked for usage on every chunk
     responses: bool = False  # a Responses API stream: usage in `response.completed` only
     choices_per_prompt: int = 1  # `n`: choice i of a stream answers prompt i // n
+    one_choice: bool = False  # one prompt and n=1: every chunk is of choice 0
 
 
 def lax_bool(value: object, param: str) -> bool:
@@ -86,11 +88,31 @@ def _stream_options(payload: dict, body: bytes) -> StreamPlan | None:
     usage = lax_bool(options.get("include_usage"), "stream_options.include_usage")
     # Without include_usage vLLM ignores continuous_usage_stats, but still validates it.
     chunk_usage = lax_bool(options.get("continuous_usage_stats"), "stream_options.continuous_usage_stats") and usage
-    n = payload.get("n")
-    stream = StreamPlan(body, usage, chunk_usage, choices_per_prompt=n if isinstance(n, int) and n > 0 else 1)
+    n = _choices(payload.get("n"))
+    stream = StreamPlan(body, usage, chunk_usage, choices_per_prompt=n,
+                        one_choice=n == 1 and _one_prompt(payload.get("prompt")))
     if not chunk_usage:
         stream.body = _ask_for_usage(body, payload, options)
     return stream
+
+
+def _choices(n: object) -> int:
+    """`n` as vLLM's pydantic reads it (`"2"` is 2); 1 where it is absent, or invalid (vLLM then answers 400)."""
+    if type(n) is int:
+        return n if n > 0 else 1
+    if n is None:
+        return 1
+    try:
+        value = _LAX_INT.validate_python(n)
+    except ValidationError:
+        return 1
+    return value if value is not None and value > 0 else 1
+
+
+def _one_prompt(prompt: object) -> bool:
+    """Completions' `prompt` is one prompt (a string, or token ids), or a list of several (strings or
+    lists of token ids; vLLM refuses a mix). Chat has none: one conversation."""
+    return not isinstance(prompt, list) or len(prompt) <= 1 or isinstance(prompt[0], int)
 
 
 def _ask_for_usage(body: bytes, payload: dict, options: dict) -> bytes:

@@ -40,6 +40,7 @@ def event(obj: object) -> bytes:
 def relay(client_wants_usage: bool = False, **plan) -> tuple[SseRelay, Transport, Outcome]:
     transport, outcome = Transport(), Outcome()
     outcome.status = 200
+    plan.setdefault("one_choice", plan.get("choices_per_prompt", 1) == 1)
     stream = StreamPlan(b"", usage_chunk=client_wants_usage, chunk_usage=client_wants_usage, **plan)
     sse = SseRelay(transport, writer=None, plan=stream, outcome=outcome, on_first_chunk=lambda: None)
     return sse, transport, outcome
