@@ -1,6 +1,7 @@
 """Prefix-affinity against least-outstanding routing, through the gateway, in front of 2 and 3 vLLM CPU replicas.
 
     .venv/bin/python -m bench.routing [--profile chat|documents|both] [--concurrency 8] [--rounds 2] [--load-factor 1.25]
+                                      [--kv-blocks N]
                                       (both profiles: about 25 minutes here; one: about 13)
 
 Needs the vLLM venv (VLLM_VENV, default .venv-vllm; `make vllm-venv`). Holds /tmp/vllm.lock
@@ -8,7 +9,10 @@ Needs the vLLM venv (VLLM_VENV, default .venv-vllm; `make vllm-venv`). Holds /tm
 replicas start once; every arm empties their prefix caches first (POST /reset_prefix_cache), so no
 arm inherits another's cache. The arms: `single` (one replica: the hit-ratio upper bound), then
 for 2 and 3 replicas prefix affinity and least outstanding, alternating which goes first from
-round to round. Each arm replays the same requests of a profile (bench/routing/workload.py).
+round to round. By default every replica's cache holds the whole workload many times over; with
+`--kv-blocks N` each holds N blocks, less than the workload, as a GPU serving many conversations
+does, and the bounds are replicas of their own with the cache of 2 and 3 together
+(`single-2`, `single-3`). Each arm replays the same requests of a profile (bench/routing/workload.py).
 Prints markdown tables (docs/performance.md keeps them) and the issue's targets.
 """
 
@@ -36,8 +40,8 @@ from gateway.metrics import Metrics
 from gateway.upstreams import UpstreamPool
 
 from . import workload
+from .replicas import BLOCK_TOKENS, KV_CACHE_GIB, Replica
 from .replicas import KEY as VLLM_KEY
-from .replicas import KV_CACHE_GIB, Replica
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = "/tmp/vllm.lock"
@@ -51,9 +55,14 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def arms(rounds: int) -> list[tuple[str, int]]:
-    """(gateway model, replicas), affinity and least outstanding alternating which runs first."""
-    order = [("single", 1)]
+def arms(rounds: int, bounded_cache: bool = False) -> list[tuple[str, int]]:
+    """(gateway model, replicas), affinity and least outstanding alternating which runs first.
+
+    The bound is one replica that sees every request. With every cache far larger than the
+    workload that is one replica of the same kind (`single`); with caches smaller than the
+    workload it is one replica with the cache of all n together (`single-n`).
+    """
+    order = [("single-2", 1), ("single-3", 1)] if bounded_cache else [("single", 1)]
     for round_ in range(rounds):
         for count in (2, 3):
             pair = [(f"affinity-{count}", count), (f"least-{count}", count)]
@@ -61,16 +70,18 @@ def arms(rounds: int) -> list[tuple[str, int]]:
     return order
 
 
-def gateway_config(replicas: list[Replica], port: int, metrics_port: int, load_factor: float) -> dict:
+def gateway_config(replicas: list[Replica], bounds: dict[str, Replica], port: int, metrics_port: int,
+                   load_factor: float) -> dict:
     urls = [r.url for r in replicas]
 
-    def model(count: int, routing: str) -> dict:
-        return {"upstreams": urls[:count], "upstream_key_env": "BENCH_VLLM_KEY", "routing": routing,
+    def model(count: int, routing: str, upstreams: list[str] | None = None) -> dict:
+        return {"upstreams": upstreams or urls[:count], "upstream_key_env": "BENCH_VLLM_KEY", "routing": routing,
                 "routing_load_factor": load_factor}
 
     return {
         "listen": f"127.0.0.1:{port}", "metrics_listen": f"127.0.0.1:{metrics_port}",
         "models": {"single": model(1, "prefix_affinity"),
+                   **{name: model(1, "prefix_affinity", [bound.url]) for name, bound in bounds.items()},
                    **{f"affinity-{n}": model(n, "prefix_affinity") for n in (2, 3)},
                    **{f"least-{n}": model(n, "least_outstanding") for n in (2, 3)}},
         "clients": [{"name": "bench", "key_sha256": hashlib.sha256(CLIENT_KEY.encode()).hexdigest()}],
@@ -112,15 +123,16 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def run_arm(name: str, count: int, replicas: list[Replica], workdir: Path, scripts: list, concurrency: int,
-            load_factor: float) -> dict:
+def run_arm(name: str, count: int, replicas: list[Replica], bounds: dict[str, Replica], workdir: Path, scripts: list,
+            concurrency: int, load_factor: float) -> dict:
     """One arm on empty caches: vLLM's prefix caches reset, and a gateway of its own (an empty routing index)."""
-    for replica in replicas:
+    for replica in [*replicas, *bounds.values()]:
         replica.reset_prefix_cache()
     port, metrics_port = free_port(), free_port()
-    gateway = start_gateway(gateway_config(replicas, port, metrics_port, load_factor), workdir)
+    gateway = start_gateway(gateway_config(replicas, bounds, port, metrics_port, load_factor), workdir)
+    serving = [bounds[name]] if name in bounds else replicas
     try:
-        return _measure(name, count, replicas, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics",
+        return _measure(name, count, serving, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}/metrics",
                         scripts, concurrency)
     finally:
         gateway.terminate()
@@ -201,7 +213,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--load-factor", type=float, default=1.25, help="routing_load_factor of the affinity arms")
-    parser.add_argument("--arms", nargs="+", choices=[name for name, _ in arms(1)], default=None,
+    parser.add_argument("--kv-blocks", type=int, default=None,
+                        help=f"each replica's KV cache in blocks of {BLOCK_TOKENS} tokens, smaller than the workload "
+                             f"(default: {KV_CACHE_GIB} GiB, far more); the bounds get n times as many")
+    parser.add_argument("--arms", nargs="+", choices=[name for name, _ in arms(1) + arms(1, True)], default=None,
                         help="run only these arms (the report then compares only what ran)")
     parser.add_argument("--profile", choices=[*workload.PROFILES, "both"], default="both",
                         help="workload (bench/routing/workload.py: PROFILES); both: one after the other, same replicas")
@@ -218,33 +233,40 @@ def main() -> None:
         print(f"waiting for {LOCK} ...", file=sys.stderr, flush=True)
         fcntl.flock(lock, fcntl.LOCK_EX)
         started = time.monotonic()
-        replicas = [Replica(python, model_dir, workdir / f"vllm-{i}", free_port()) for i in range(REPLICAS)]
+        blocks = args.kv_blocks
+        replicas = [Replica(python, model_dir, workdir / f"vllm-{i}", free_port(), blocks) for i in range(REPLICAS)]
+        bounds = {} if blocks is None else {
+            f"single-{n}": Replica(python, model_dir, workdir / f"vllm-single-{n}", free_port(), n * blocks) for n in (2, 3)}
+        everything = [*replicas, *bounds.values()]
         try:
-            with ThreadPoolExecutor(REPLICAS) as pool:
-                list(pool.map(Replica.wait_ready, replicas))
-            print(f"{REPLICAS} replicas ready after {time.monotonic() - started:.0f} s (logs under {workdir})",
+            with ThreadPoolExecutor(len(everything)) as pool:
+                list(pool.map(Replica.wait_ready, everything))
+            print(f"{len(everything)} replicas ready after {time.monotonic() - started:.0f} s (logs under {workdir})",
                   file=sys.stderr, flush=True)
             # Warm-up, not measured: each replica's first requests are slow (allocation, first kernels).
             warm_up = workload.PROFILES[profiles[0]].scripts()[:6]
-            run_arm("least-3", REPLICAS, replicas, workdir, warm_up, REPLICAS, args.load_factor)
+            run_arm("least-3", REPLICAS, replicas, bounds, workdir, warm_up, REPLICAS, args.load_factor)
+            for name in bounds:
+                run_arm(name, 1, replicas, bounds, workdir, warm_up[:2], 2, args.load_factor)
             results: dict[str, list[dict]] = {}
             for profile in profiles:
                 scripts = workload.PROFILES[profile].scripts()
                 results[profile] = []
-                for name, count in arms(args.rounds):
+                for name, count in arms(args.rounds, blocks is not None):
                     if args.arms is not None and name not in args.arms:
                         continue
-                    r = run_arm(name, count, replicas, workdir, scripts, args.concurrency, args.load_factor)
+                    r = run_arm(name, count, replicas, bounds, workdir, scripts, args.concurrency, args.load_factor)
                     results[profile].append(r)
                     print(f"{profile} {name}: hit ratio {100 * r['hit_ratio']:.1f}%, TTFT p50 {r['ttft_p50_ms']:.0f} ms, "
                           f"served {r['served']}, {r['duration_s']:.0f} s", file=sys.stderr, flush=True)
         finally:
-            for replica in replicas:
+            for replica in everything:
                 replica.stop()
         elapsed = time.monotonic() - started
 
-    print(f"\nconcurrency {args.concurrency}, {args.rounds} rounds, load factor {args.load_factor}, "
-          f"VLLM_CPU_KVCACHE_SPACE={KV_CACHE_GIB} GiB per replica, "
+    cache = (f"VLLM_CPU_KVCACHE_SPACE={KV_CACHE_GIB} GiB per replica" if blocks is None else
+             f"{blocks} KV blocks ({blocks * BLOCK_TOKENS:,} tokens) per replica, the bounds n times as many")
+    print(f"\nconcurrency {args.concurrency}, {args.rounds} rounds, load factor {args.load_factor}, {cache}, "
           f"vLLM time {elapsed:.0f} s")
     for profile, runs in results.items():
         report(profile, runs)
@@ -255,15 +277,19 @@ def report(profile: str, results: list[dict]) -> None:
     print(f"\n### {profile}: {workload.PROFILES[profile]}, {len(bodies)} requests an arm\n")
     print(table(results))
     ran = {r["arm"] for r in results}
-    if not {"single", "affinity-2", "least-2", "affinity-3", "least-3"} <= ran:
+
+    def bound_of(count: int) -> str:
+        return "single" if "single" in ran else f"single-{count}"
+
+    if not {bound_of(2), bound_of(3), "affinity-2", "least-2", "affinity-3", "least-3"} <= ran:
         print("\n(not every arm ran: no comparison)")
     else:
-        bound = pooled(results, "single")["hit_ratio"]
         print("\n| replicas | hit ratio affinity / least outstanding / single bound | affinity vs bound | affinity vs least "
               "| TTFT p50 affinity / least | TTFT p99 affinity / least | max share affinity |")
         print("|---|---|---|---|---|---|---|")
         for count in (2, 3):
             a, lo = pooled(results, f"affinity-{count}"), pooled(results, f"least-{count}")
+            bound = pooled(results, bound_of(count))["hit_ratio"]
             print(f"| {count} | {100 * a['hit_ratio']:.1f}% / {100 * lo['hit_ratio']:.1f}% / {100 * bound:.1f}% "
                   f"| {a['hit_ratio'] / bound:.2f} (target >= 0.90) "
                   f"| {a['hit_ratio'] / max(lo['hit_ratio'], 1e-9):.2f}x (>= 1.5x) "

@@ -10,20 +10,25 @@ import time
 import urllib.request
 from pathlib import Path
 
-# The cache each replica gets (GiB): see docs/performance.md, "Prefix-affinity routing" for why.
+# The cache each replica gets (GiB) unless told its size in blocks: far more than the workload
+# needs (see docs/performance.md, "Prefix-affinity routing").
 KV_CACHE_GIB = "1"
+# vLLM's KV block on CPU, in tokens (V/platforms/cpu.py:292-293): the unit of --num-gpu-blocks-override.
+BLOCK_TOKENS = 128
 START_TIMEOUT_S = 600
 KEY = "sk-bench-routing-vllm"
 # Served names: one per benchmark arm, so one gateway holds every arm as a model of its own
 # (the gateway forwards the body's `model` as it is, and vLLM answers to any of these).
-SERVED_NAMES = ("bench", "single", "affinity-2", "least-2", "affinity-3", "least-3")
+SERVED_NAMES = ("bench", "single", "single-2", "single-3", "affinity-2", "least-2", "affinity-3", "least-3")
 _COUNTER = re.compile(r'^(vllm:[a-z_]+_total)\{[^}]*\} ([0-9.e+]+)$', re.M)
 
 
 class Replica:
     """One `vllm.entrypoints.openai.api_server` with random weights; its own session, so stop() ends its workers."""
 
-    def __init__(self, python: Path, model_dir: Path, workdir: Path, port: int):
+    def __init__(self, python: Path, model_dir: Path, workdir: Path, port: int, kv_blocks: int | None = None):
+        """`kv_blocks`: the KV cache's size in blocks of BLOCK_TOKENS (vLLM's --num-gpu-blocks-override,
+        which the CPU worker honours too); None for KV_CACHE_GIB."""
         self.url = f"http://127.0.0.1:{port}"
         self.log = workdir / "vllm.log"
         workdir.mkdir(parents=True, exist_ok=True)
@@ -31,6 +36,8 @@ class Replica:
                    "--served-model-name", *SERVED_NAMES, "--load-format", "dummy", "--enforce-eager",
                    "--dtype", "bfloat16", "--max-model-len", "4096", "--host", "127.0.0.1", "--port", str(port),
                    "--api-key", KEY, "--disable-uvicorn-access-log"]
+        if kv_blocks is not None:
+            command += ["--num-gpu-blocks-override", str(kv_blocks)]
         env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": KV_CACHE_GIB, "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1",
                "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "VLLM_CACHE_ROOT": str(workdir / "cache"),
                "VLLM_CONFIG_ROOT": str(workdir / "config"),
