@@ -12,7 +12,8 @@ import openai
 import pytest
 
 from gateway import forms
-from gateway.stream_request import BadField, lax_bool
+from gateway.routes import Streams
+from gateway.stream_request import BadField, lax_bool, plan
 from tests.gateway.harness import KEYS, base_config, raw
 from tests.gateway.scripted_upstream import HEAD_CHUNKED, chunk
 from tests.gateway.upstream_stub import FINGERPRINT, PROMPT_TOKENS
@@ -126,6 +127,18 @@ def test_lax_bool_is_pydantics():
     for refused in (2, 1.5, "", " true", "banana", [], {}, [1]):
         with pytest.raises(BadField):
             lax_bool(refused, "f")
+
+
+@pytest.mark.parametrize(("fields", "choices_per_prompt", "one_choice"), [
+    ({}, 1, True), ({"n": 1}, 1, True), ({"n": "2"}, 2, False), ({"n": 2.0}, 2, False), ({"n": "x"}, 1, True),
+    ({"prompt": "one"}, 1, True), ({"prompt": ["one"]}, 1, True), ({"prompt": [1, 2, 3]}, 1, True),
+    ({"prompt": ["one", "two"]}, 1, False), ({"prompt": [[1], [2]]}, 1, False),
+])
+def test_choices_per_prompt_are_read_as_vllm_reads_n_and_prompt(fields, choices_per_prompt, one_choice):
+    # vLLM's `n` is a pydantic int in lax mode ("2" is 2); several prompts answer in choices of their own.
+    payload = {"model": "m", "stream": True, **fields}
+    stream = plan(Streams.STREAM_OPTIONS, payload, json.dumps(payload).encode(), "application/json")
+    assert (stream.choices_per_prompt, stream.one_choice) == (choices_per_prompt, one_choice)
 
 
 # --- item 3: a stream cut short is charged what it was sent ---------------------------------------
