@@ -19,7 +19,9 @@ The choice, for the healthy replicas of a model:
    that ranked it first move (Thaler and Ravishankar, "Using name-based mappings to increase hit
    rates", IEEE/ACM ToN 1998). A system prompt shared by many conversations is then computed once
    per replica, while the conversations spread over all of them.
-3. Bounded load: in that order, the first replica whose outstanding requests stay within
+3. Bounded load: in the order of how much of the prompt each replica holds (where this
+   conversation ran before, when a turn was moved, comes before a replica that never saw it),
+   then of rank, the first replica whose outstanding requests stay within
    ceil(factor x (total + 1) / n) once this one is added ("Consistent Hashing with Bounded
    Loads", Mirrokni, Thorup, Zadimoghaddam, SODA 2018; HAProxy's `hash-balance-factor`). The
    +1 counts the request being placed, and the ceiling keeps one request per replica always
@@ -239,14 +241,16 @@ class PrefixRouter:
         """The replica for a request and why; `candidates` are the healthy ones not yet tried."""
         ranked = sorted(candidates, key=lambda r: self._weight(key.anchor, r.url), reverse=True)
         indexes = self.indexes
-        best, best_matched = ranked[0], key.anchor_blocks
-        for replica in ranked:  # in rank order, so the top-ranked of equal matches wins
+        # How much of this prompt each replica holds beyond the anchor (0 for none of it).
+        held = []
+        for replica in ranked:
             index = indexes.get(replica.url)
-            if index is not None:
-                matched = index.matched(key.blocks)
-                if matched > best_matched:
-                    best, best_matched = replica, matched
-        preferred = [best, *(r for r in ranked if r is not best)]
+            held.append(max(index.matched(key.blocks) - key.anchor_blocks, 0) if index is not None else 0)
+        # Most held first; among equals, rank order. The fallbacks of a busy replica are then the
+        # replicas where this conversation ran before (a turn moved by bounded load) before the others.
+        order = sorted(range(len(ranked)), key=lambda i: -held[i])  # stable: rank order among equals
+        preferred = [ranked[i] for i in order]
+        best, best_held = preferred[0], held[order[0]]
         total = sum(r.outstanding for r in candidates)
         chosen = next((r for r in preferred if within_bound(r.outstanding, total, len(candidates), self.load_factor)),
                       None)
@@ -255,7 +259,7 @@ class PrefixRouter:
         if chosen is not best:
             decision = BOUNDED_LOAD
         else:
-            decision = AFFINITY if best_matched > key.anchor_blocks else HASH
+            decision = AFFINITY if best_held else HASH
         index = indexes.get(chosen.url)
         if index is None:
             index = indexes[chosen.url] = PrefixIndex(self.index_blocks)

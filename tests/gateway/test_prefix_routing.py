@@ -149,6 +149,22 @@ def test_a_busy_replica_is_passed_over_and_the_conversation_follows():
     assert router.choose(pool, chat_key(turns[2])) == (away, routing.AFFINITY)
 
 
+def test_a_busy_replicas_fallback_is_where_the_conversation_ran_before():
+    router = PrefixRouter(1.25, 1000)
+    pool = replicas(3)
+    turns = conversation(4, 3)
+    first, second, third = sorted(pool, key=lambda r: routing.rendezvous_weight(chat_key(turns[0]).anchor,
+                                                                                r.url.encode()), reverse=True)
+    # With 8 in flight over 3 the bound is ceil(1.25 * 9 / 3) = 4: a replica at 4 is passed over.
+    first.outstanding = second.outstanding = 4
+    assert router.choose(pool, chat_key(turns[0]))[0] is third
+    first.outstanding, second.outstanding, third.outstanding = 0, 4, 4
+    assert router.choose(pool, chat_key(turns[1]))[0] is first  # now holds the longest history
+    first.outstanding, second.outstanding, third.outstanding = 4, 0, 0
+    # `first` is over the bound (3): `third` holds the first turn, `second` none of it, though it ranks higher.
+    assert router.choose(pool, chat_key(turns[2])) == (third, routing.BOUNDED_LOAD)
+
+
 def test_bound_allows_some_imbalance_and_no_more():
     router = PrefixRouter(1.25, 1000)
     pool = replicas(2)
