@@ -210,9 +210,9 @@ class SseRelay(ClientRelay):
 
     def _events(self, data: bytes) -> bytes:
         """The events of `data` (whole ones) as they go to the client."""
-        if data.find(_EVENT_END) == len(data) - len(_EVENT_END):  # one event, as vLLM writes them
-            return self._event(data)
         if b"\r" not in data:  # vLLM's line ends; a JSON string holds no raw CR
+            if data.find(_EVENT_END) == len(data) - len(_EVENT_END):  # one event, as vLLM writes them
+                return self._event(data)
             return b"".join([self._event(event + _EVENT_END) for event in data.split(_EVENT_END)[:-1]])
         parts = _EVENT_END_CRLF.split(data)  # event, its end, event, its end, ..., b""
         return b"".join([self._event(event + end) for event, end in zip(parts[:-1:2], parts[1::2], strict=True)])

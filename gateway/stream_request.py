@@ -90,7 +90,7 @@ def _stream_options(payload: dict, body: bytes) -> StreamPlan | None:
     chunk_usage = lax_bool(options.get("continuous_usage_stats"), "stream_options.continuous_usage_stats") and usage
     n = _choices(payload.get("n"))
     stream = StreamPlan(body, usage, chunk_usage, choices_per_prompt=n,
-                        one_choice=n == 1 and _one_prompt(payload.get("prompt")))
+                        one_choice=n == 1 and _one_prompt(payload))
     if not chunk_usage:
         stream.body = _ask_for_usage(body, payload, options)
     return stream
@@ -109,9 +109,14 @@ def _choices(n: object) -> int:
     return value if value is not None and value > 0 else 1
 
 
-def _one_prompt(prompt: object) -> bool:
+def _one_prompt(payload: dict) -> bool:
     """Completions' `prompt` is one prompt (a string, or token ids), or a list of several (strings or
-    lists of token ids; vLLM refuses a mix). Chat has none: one conversation."""
+    lists of token ids; vLLM refuses a mix). `prompt_embeds` (with --enable-prompt-embeds) adds
+    prompts of its own before them (V/renderers/online_renderer.py, preprocess_completion), so a
+    request with any is taken as several. Chat has neither: one conversation."""
+    if payload.get("prompt_embeds") is not None:
+        return False
+    prompt = payload.get("prompt")
     return not isinstance(prompt, list) or len(prompt) <= 1 or isinstance(prompt[0], int)
 
 

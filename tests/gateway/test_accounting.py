@@ -133,6 +133,7 @@ def test_lax_bool_is_pydantics():
     ({}, 1, True), ({"n": 1}, 1, True), ({"n": "2"}, 2, False), ({"n": 2.0}, 2, False), ({"n": "x"}, 1, True),
     ({"prompt": "one"}, 1, True), ({"prompt": ["one"]}, 1, True), ({"prompt": [1, 2, 3]}, 1, True),
     ({"prompt": ["one", "two"]}, 1, False), ({"prompt": [[1], [2]]}, 1, False),
+    ({"prompt": "one", "prompt_embeds": "QUJD"}, 1, False), ({"prompt_embeds": ["QUJD", "REVG"]}, 1, False),
 ])
 def test_choices_per_prompt_are_read_as_vllm_reads_n_and_prompt(fields, choices_per_prompt, one_choice):
     # vLLM's `n` is a pydantic int in lax mode ("2" is 2); several prompts answer in choices of their own.

@@ -148,3 +148,14 @@ def test_finish_chunks_wait_for_the_fingerprint_of_the_usage_chunk():
     assert b'"finish_reason":"length"}],"system_fingerprint":"fp-1"}\n\ndata: [DONE]' in transport.written
     assert transport.written.count(b"choices") == 2 and b"[DONE]" in transport.written
     assert (outcome.prompt_tokens, outcome.completion_tokens) == (9, 2)
+
+
+def test_a_read_of_a_crlf_event_then_an_lf_event_is_two_events():
+    sse, transport, outcome = relay()
+    sse.feed(chunk(0, 1))
+    sse.feed(chunk(0, 2)[:-2] + b"\r\n\r\n" + chunk(0, 3, finish="stop", compact=False))
+    assert b"usage" not in transport.written and b"stop" not in transport.written, "the finish chunk is held"
+    sse.feed(event({"id": "c", "choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3},
+                    "system_fingerprint": "fp-1"}) + b"data: [DONE]\n\n")
+    assert b'"system_fingerprint":"fp-1"' in transport.written and b"usage" not in transport.written
+    assert (outcome.prompt_tokens, outcome.completion_tokens) == (9, 3)
