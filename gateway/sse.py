@@ -153,12 +153,8 @@ class SseRelay(ClientRelay):
             data = data[:end]
         if self._plan.responses:
             self._count_responses(data)
-        else:
-            usual = self._usual_chunk(data) if self._held is None else None
-            if usual is not None:
-                return self._write(usual)  # a chunk of JSON, so not [DONE]
-            if _USAGE_KEY in data or self._held is not None or (not self._plan.usage_chunk and _finished(data)):
-                data = self._events(data)
+        elif _USAGE_KEY in data or self._held is not None or (not self._plan.usage_chunk and _finished(data)):
+            data = self._events(data)
         if _DONE_KEY in data and _DONE.search(data):
             self._outcome.answered = True
         return self._write(data)
@@ -179,13 +175,6 @@ class SseRelay(ClientRelay):
         self._pending_size += len(piece)
         if self._pending_size > MAX_EVENT_BYTES:
             raise UpstreamBroken(f"the upstream sent a stream event larger than {MAX_EVENT_BYTES} bytes")
-
-    def _usual_chunk(self, data: bytes) -> bytes | None:
-        """Nearly every read of a vLLM stream is one chunk, on one line: that chunk as it goes to the
-        client (see _choice_0_chunk), or None for the general path."""
-        if data.find(b"\n") != len(data) - 2 or not data.startswith(_COMPACT_EVENT):
-            return None  # not one single-line event of vLLM's compact JSON, which cannot be [DONE]
-        return self._choice_0_chunk(data)
 
     def _choice_0_chunk(self, event: bytes) -> bytes | None:
         """A whole event that is a chunk of choice 0 with its usage last and not finishing, as it goes
