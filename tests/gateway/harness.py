@@ -146,3 +146,15 @@ def base_config(chat_upstreams: list[str], other_upstreams: list[str]) -> dict:
 
 
 BASE_ENV = {"STUB_UPSTREAM_KEY": UPSTREAM_KEY, "FROM_ENV_KEY_SHA256": sha256(KEYS["from-env"])}
+
+
+def conversation(seed: int, turns: int, system: str) -> list[list[dict]]:
+    """The message lists a client sends, turn by turn: each resends the whole history after `system`.
+    Its user turns start "Conversation <seed>,"."""
+    history = [{"role": "system", "content": system}]
+    requests = []
+    for turn in range(turns):
+        history.append({"role": "user", "content": f"Conversation {seed}, question {turn}: " + "why? " * 30})
+        requests.append(list(history))
+        history.append({"role": "assistant", "content": f"Answer {turn} of conversation {seed}. " * 8})
+    return requests

@@ -11,6 +11,7 @@ from gateway.config import HealthSettings, ModelSettings
 from gateway.metrics import Metrics
 from gateway.routing import PrefixIndex, PrefixRouter, prefix_key, prompt_text, within_bound
 from gateway.upstreams import UpstreamPool
+from tests.gateway import harness
 
 BLOCK = 16 * routing.CHARS_PER_TOKEN
 LIMIT = BLOCK * routing.MAX_BLOCKS
@@ -33,14 +34,7 @@ def chat_key(messages: list[dict]):
 
 
 def conversation(seed: int, turns: int, system: str = SYSTEM) -> list[list[dict]]:
-    """The message lists a client sends, turn by turn: each resends the whole history."""
-    history = [{"role": "system", "content": system}]
-    requests = []
-    for turn in range(turns):
-        history.append({"role": "user", "content": f"Conversation {seed}, question {turn}: " + "why? " * 30})
-        requests.append(list(history))
-        history.append({"role": "assistant", "content": f"Answer {turn} of conversation {seed}. " * 8})
-    return requests
+    return harness.conversation(seed, turns, system)
 
 
 # --- the key -----------------------------------------------------------------------------------

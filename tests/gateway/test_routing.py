@@ -14,7 +14,7 @@ import pytest
 from gateway.config import HealthSettings, ModelSettings
 from gateway.metrics import Metrics
 from gateway.upstreams import UpstreamPool
-from tests.gateway.harness import KEYS, free_port, sha256
+from tests.gateway.harness import KEYS, conversation, free_port, sha256
 
 MESSAGES = [{"role": "user", "content": "hi"}]
 
@@ -34,27 +34,16 @@ def test_equal_replicas_share_the_load(gateway, stub):
 SYSTEM = "You answer questions about the llm-edge gateway, briefly and exactly. " * 12
 
 
-def turns_of(seed: int, turns: int) -> list[list[dict]]:
-    """What a client sends, turn by turn: the whole history each time, after one shared system prompt."""
-    history = [{"role": "system", "content": SYSTEM}]
-    sent = []
-    for turn in range(turns):
-        history.append({"role": "user", "content": f"conversation {seed} asks question {turn}: " + "why? " * 40})
-        sent.append(list(history))
-        history.append({"role": "assistant", "content": f"answer {turn} to conversation {seed} " * 6})
-    return sent
-
-
 def test_conversations_stick_to_one_replica(gateway, stub):
     client = gateway.client()
     hashed_before = gateway.metric("gateway_routing_decisions_total", model="chat", decision="hash")
-    conversations = {seed: turns_of(seed, 3) for seed in range(9)}
+    conversations = {seed: conversation(seed, 3, SYSTEM) for seed in range(9)}
     for turn in range(3):  # interleaved, as concurrent users would send them
         for sent in conversations.values():
             client.chat.completions.create(model="chat", messages=sent[turn])
     served: dict[int, set[str]] = {}
     for seen in stub.state.seen:
-        seed = int(seen.body["messages"][1]["content"].split()[1])
+        seed = int(seen.body["messages"][1]["content"].split()[1].rstrip(","))  # "Conversation <seed>, ..."
         served.setdefault(seed, set()).add(seen.replica)
     assert all(len(replicas) == 1 for replicas in served.values()), served
     assert len(set().union(*served.values())) >= 2, "conversations sharing a system prompt still spread"
@@ -67,7 +56,7 @@ def test_least_outstanding_model_scatters_a_conversation(stub, start_gateway):
     config = one_model(replicas)
     config["models"]["m"]["routing"] = "least_outstanding"
     client = start_gateway(config).client()
-    for sent in turns_of(1, 6):
+    for sent in conversation(1, 6, SYSTEM):
         client.chat.completions.create(model="m", messages=sent)
     assert len({seen.replica for seen in stub.state.seen}) == 3
 
