@@ -33,7 +33,7 @@ class Endpoint:
     """One upstream address, e.g. http://10.0.0.5:8000 (Host header and TLS name kept from the URL)."""
 
     __slots__ = ("model", "target", "address", "url", "host", "connect_to", "outstanding",
-                 "_failures", "_cooldown_until", "_failures_total", "_healthy_gauge")
+                 "last_pick", "_failures", "_cooldown_until", "_failures_total", "_healthy_gauge")
 
     def __init__(self, model: str, target: tuple[str, str, int], address: str, metrics: Metrics):
         scheme, hostname, port = target
@@ -48,6 +48,7 @@ class Endpoint:
         # against the URL's name even when connecting to one of its addresses.
         self.connect_to = (address, port, hostname if scheme == "https" else None)
         self.outstanding = 0
+        self.last_pick = 0  # the pool's pick number when this endpoint was last chosen: breaks ties
         self._failures = 0
         self._cooldown_until = 0.0
         self._failures_total = metrics.upstream_failures.labels(model, self.url)
@@ -108,7 +109,7 @@ class UpstreamPool:
             assert parts.hostname, "checked when the config was parsed"
             self._targets.append((parts.scheme, parts.hostname, port))
         self.endpoints: list[Endpoint] = []
-        self._next = 0  # rotates ties so equal loads spread across replicas
+        self._picks = 0  # counts picks; ties go to the endpoint chosen longest ago
         self._build({t: [t[1]] for t in self._targets if is_ip_literal(t[1])})
         # Computed at scrape time: a cool-down ends by the clock, not by an event that could set it.
         metrics.model_healthy_upstreams.labels(model).set_function(self.healthy_count)
@@ -179,14 +180,20 @@ class UpstreamPool:
         now = time.monotonic()
         healthy = [e for e in candidates if e.healthy(now)] or candidates
         if key is not None and self._router is not None:
-            chosen, decision = self._router.choose(healthy, key)
+            replica, decision = self._router.choose(healthy, key)
             self._decisions[decision].inc()
-            return chosen  # type: ignore[return-value]  # choose() returns one of `healthy`
-        self._next = (self._next + 1) % len(healthy)
-        rotated = healthy[self._next:] + healthy[:self._next]
-        if self._router is not None:
-            self._decisions[routing.LEAST_OUTSTANDING].inc()
-        return min(rotated, key=lambda e: e.outstanding)
+            chosen: Endpoint = replica  # type: ignore[assignment]  # choose() returns one of `healthy`
+        else:
+            # Equal loads take turns, as nginx least_conn does ("tried in turn",
+            # https://nginx.org/en/docs/http/ngx_http_upstream_module.html#least_conn). A turn kept
+            # per endpoint, not a rotating start index: with one replica busy, a rotation over all
+            # three handed the other two unequal shares of the ties.
+            chosen = min(healthy, key=lambda e: (e.outstanding, e.last_pick))
+            if self._router is not None:
+                self._decisions[routing.LEAST_OUTSTANDING].inc()
+        self._picks += 1
+        chosen.last_pick = self._picks
+        return chosen
 
     def record_failure(self, endpoint: Endpoint) -> None:
         endpoint.record_failure(self._health)

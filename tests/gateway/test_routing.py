@@ -291,6 +291,16 @@ def test_pick_prefers_least_outstanding():
     assert pool.pick(set()) is second
 
 
+def test_equal_loads_take_turns_when_one_replica_is_busy():
+    # The slow replica holds a request throughout; the other two must share the ties evenly.
+    pool = pool_of(["http://10.0.0.1:8000", "http://10.0.0.2:8000", "http://10.0.0.3:8000"])
+    busy, *idle = pool.endpoints
+    busy.acquire()
+    chosen = [pool.pick(set()) for _ in range(12)]
+    assert [chosen.count(e) for e in idle] == [6, 6]
+    assert all(a is not b for a, b in zip(chosen[:-1], chosen[1:], strict=True)), "ties alternate"
+
+
 def test_every_upstream_cooling_down_still_gets_tried():
     pool = pool_of(["http://10.0.0.1:8000", "http://10.0.0.2:8000"], failures=1)
     for endpoint in pool.endpoints:
