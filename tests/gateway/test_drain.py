@@ -50,8 +50,7 @@ def test_sigterm_drains_streams_in_flight_then_exits(stub, start_gateway):
     assert readyz(gateway) == 200
     sigterm_at = time.monotonic()
     gateway.proc.send_signal(signal.SIGTERM)
-    time.sleep(0.1)
-    assert readyz(gateway) == 503
+    assert wait_for(lambda: readyz(gateway) == 503, 2), "not ready once draining"
     # Still accepting during drain_delay_s: a late request is served, on a connection that then closes.
     reply = client.chat.completions.with_raw_response.create(model="m", messages=MESSAGES)
     assert reply.headers["Connection"] == "close"
@@ -89,6 +88,7 @@ def test_drain_with_a_delay_ends_inside_its_grace_with_streams_in_flight(stub, s
     sigterm_at = time.monotonic()
     gateway.proc.send_signal(signal.SIGTERM)
     assert gateway.proc.wait(10) == 0
-    assert time.monotonic() - sigterm_at < grace + 0.5
+    # Under the 3.5 s of the double wait, with room for cutting the streams and the interpreter's exit.
+    assert time.monotonic() - sigterm_at < grace + 1.0
     # The streams were cut at the end of the grace, and with them the upstream requests.
     assert wait_for(lambda: len(stub.state.cancelled) == 3)

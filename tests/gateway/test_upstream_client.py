@@ -57,7 +57,7 @@ def test_stream_pieces_reach_the_sink_as_they_arrive():
     async def script(writer):
         writer.write(HEAD_CHUNKED + chunk(b"data: 1\n\n"))
         for piece in (b"data: 2\n\n", b"data: 3\n\n"):
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.3)
             writer.write(chunk(piece))
         writer.write(b"0\r\n\r\n")
         return True
@@ -148,7 +148,7 @@ def test_read_timeout_counts_from_the_last_data_not_from_the_start():
 
     pieces, elapsed = run(scenario())
     assert pieces == 6
-    assert 0.8 <= elapsed < 1.5
+    assert 0.8 <= elapsed < 2.0
 
 
 def test_silent_upstream_times_out_waiting_for_the_head():
@@ -183,7 +183,7 @@ def test_idle_connection_is_closed_after_idle_s_and_a_new_one_opened():
             connection = await client.send(up.address, REQUEST)
             await connection.read_body()
             client.release(connection)
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(1.0)  # idle_s and then some, on a loaded machine
             closed_by_us = up.closed_by_peer
             connection = await client.send(up.address, REQUEST)
             assert connection.status == 204
@@ -290,7 +290,7 @@ def test_bytes_on_an_idle_connection_discard_it():
             connection = await client.send(up.address, REQUEST)
             await connection.read_body()
             client.release(connection)
-            await asyncio.sleep(0.3)
+            await asyncio.sleep(0.6)  # well after the stray bytes came
             second = await client.send(up.address, REQUEST)
             status = second.status
             client.close()

@@ -11,6 +11,7 @@ import json
 import httpx
 import pytest
 
+from tests.gateway.harness import wait_for
 from tests.vllm.conftest import TPM, TPM_CLIENT, TPM_CLIENT_KEY
 from tests.vllm.helpers import EXTRA, counted_since, events, is_stream, post, settled, tokens
 from tests.vllm.server import MODEL, START_TIMEOUT_S
@@ -121,6 +122,8 @@ def test_a_stream_the_client_leaves_is_charged_what_it_was_sent(vllm, gateway, p
                 received += sum(len(choice.get("token_ids") or []) for choice in json.loads(line[6:])["choices"])
                 if received >= TPM:
                     break
+    # Counted when the gateway sees the client gone: wait for that, then for the count to stop moving.
+    assert wait_for(lambda: tokens(gateway, MODEL, TPM_CLIENT)[0] > before[0], 10), "the stream was never counted"
     prompt, completion = (now - then for now, then in zip(settled(gateway, MODEL, TPM_CLIENT), before, strict=True))
     assert prompt == prompt_tokens[CHAT]
     assert received <= completion < 1500, "the tokens relayed, not the whole answer nor none"

@@ -9,9 +9,10 @@ import urllib.request
 import pytest
 
 from tests.gateway.harness import GatewayProcess, sha256
-from tests.vllm.server import CLIENT, CLIENT_KEY, MODEL, VLLM_KEY, VllmServer
+from tests.vllm.server import CLIENT, CLIENT_KEY, MODEL, START_TIMEOUT_S, VLLM_KEY, VllmServer
 
-pytestmark = pytest.mark.vllm
+# Two servers start side by side in its fixture: more than the suite's default 180 s on a loaded machine.
+pytestmark = [pytest.mark.vllm, pytest.mark.timeout(START_TIMEOUT_S + 120)]
 
 # Words of the tiny model's tokenizer corpus, so that a word is about one token.
 WORDS = "the quick brown fox jumps over the lazy dog hello world model token stream usage request response".split()
