@@ -1,9 +1,10 @@
 """Gateway benchmark: direct vs this gateway (local and shared limits) vs a bare Python proxy vs HAProxy
 vs the LiteLLM proxy, in one run, then real vLLM (CPU) straight and through the gateway.
 
-    .venv/bin/python -m bench.gateway            (about 9 minutes; needs wrk, haproxy and redis-server:
+    .venv/bin/python -m bench.gateway            (about 10 minutes; needs wrk, haproxy and redis-server:
                                                   apt-get install wrk haproxy redis-server; and the vLLM
                                                   venv of `make vllm-venv`, or VLLM_VENV)
+    .venv/bin/python -m bench.gateway --limits   (local against shared limits only: about 2 minutes)
 
 Core 0 runs the load generators (wrk, and this process for streams); core 1 runs the upstream,
 the limit store (redis-server) and the proxy under test. Prints a markdown table (docs/performance.md keeps one) and the issues' targets as
@@ -12,6 +13,7 @@ ratios within this run.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -47,6 +49,9 @@ STREAM_ROUNDS = 4
 FLOOR = "floor: bare httptools proxy"
 GATEWAY = "llm-edge gateway"
 SHARED = "llm-edge gateway, shared limits"
+# A second gateway with local limits, the same config: local against local shows how far two
+# identical processes differ here, the noise a shared-against-local difference is read against.
+CONTROL = "llm-edge gateway, local limits again"
 # Both gateways check the same limits, far above what the benchmark sends: every request takes the
 # limits path and none is refused. One keeps them in the process, the other in redis-server.
 LIMITS = {"rpm": 10**9, "tpm": 10**12}
@@ -289,12 +294,50 @@ def ensure_litellm() -> Path | None:
     return litellm
 
 
+def start_limit_gateways(directory: Path, upstream_url: str, processes: list[subprocess.Popen]) -> dict[str, tuple[str, int]]:
+    """The gateway with local limits, its control (the same again) and the one with shared limits."""
+    gateways = {name: start_gateway(gateway_config(directory, bench_models(upstream_url)), processes)
+                for name in (GATEWAY, CONTROL)}
+    store_port = free_port()
+    start_store(store_port, directory, processes)
+    gateways[SHARED] = start_gateway(
+        gateway_config(directory, bench_models(upstream_url), f"redis://127.0.0.1:{store_port}/0"), processes,
+        env={**os.environ, "BENCH_STORE_PASSWORD": STORE_PASSWORD})
+    return gateways
+
+
+def limits_only(script: Path, directory: Path) -> int:
+    """Only the local-against-shared rounds (issue 16), with the same upstream and store as the full run."""
+    processes: list[subprocess.Popen] = []
+    upstream_url = f"http://127.0.0.1:{free_port()}"
+    try:
+        start([sys.executable, "-m", "bench.gateway.upstream", upstream_url.rsplit(":", 1)[1]], upstream_url, None,
+              processes)
+        gateways = start_limit_gateways(directory, upstream_url, processes)
+        limits = compare_limits({name: url for name, (url, _) in gateways.items()}, script)
+    finally:
+        for process in reversed(processes):
+            stop(process)
+    print(limits_table(limits))
+    checks = [*limits_checks(limits), ("shared limits: zero errors", limits[SHARED]["errors"], 0, "<=")]
+    print(target_rows(checks, []))
+    return 0
+
+
 def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.gateway", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--limits", action="store_true", help="only local against shared limits (about 2 minutes)")
+    args = parser.parse_args()
     missing = [tool for tool in ("wrk", "haproxy", "taskset", "redis-server") if shutil.which(tool) is None]
     if missing:
         print(f"missing {', '.join(missing)}: install with `apt-get install {' '.join(missing)}`", file=sys.stderr)
         return 2
     os.sched_setaffinity(0, {int(LOADGEN_CORE)})
+    if args.limits:
+        with tempfile.TemporaryDirectory() as tmp:
+            script = Path(tmp) / "post.lua"
+            script.write_text(WRK_SCRIPT)
+            return limits_only(script, Path(tmp))
     stream_tokens, open_streams = 40, 1000
     results = []
     processes = []
@@ -309,13 +352,8 @@ def main() -> int:
                              processes)
             targets_up = [("direct", upstream_url, upstream.pid)]
 
-            targets_up.append((GATEWAY, *start_gateway(gateway_config(directory, bench_models(upstream_url)),
-                                                       processes)))
-            store_port = free_port()
-            start_store(store_port, directory, processes)
-            targets_up.append((SHARED, *start_gateway(
-                gateway_config(directory, bench_models(upstream_url), f"redis://127.0.0.1:{store_port}/0"), processes,
-                env={**os.environ, "BENCH_STORE_PASSWORD": STORE_PASSWORD})))
+            gateways = start_limit_gateways(directory, upstream_url, processes)
+            targets_up += [(GATEWAY, *gateways[GATEWAY]), (SHARED, *gateways[SHARED])]
 
             port = free_port()
             floor = start([sys.executable, "-m", "bench.gateway.floor_proxy", str(port), upstream_url,
@@ -338,7 +376,7 @@ def main() -> int:
                         stream_round(result, url, pid, stream_tokens, spread)
             for result in results:
                 summarise_streams(result)
-            limits = compare_limits({name: url for name, url, _ in targets_up}, script)
+            limits = compare_limits({name: url for name, (url, _) in gateways.items()}, script)
             for process in processes[1:]:
                 stop(process)
 
@@ -375,11 +413,15 @@ def main() -> int:
 
 
 def compare_limits(urls: dict[str, str], script: Path) -> dict[str, dict[str, float]]:
-    """Local and shared limits in interleaved rounds: one round's c=1 p99 is mostly the machine's other load."""
-    rounds: dict[str, list[dict]] = {GATEWAY: [], SHARED: []}
+    """Local limits, the control and shared limits in interleaved rounds, each round in another
+    order: one round's c=1 p99 is mostly the machine's other load."""
+    rounds: dict[str, list[dict]] = {GATEWAY: [], CONTROL: [], SHARED: []}
+    names = list(rounds)
+    for name in names:  # the control has served nothing yet: connection pools, lazy imports
+        wrk(urls[name] + "/v1/chat/completions", 8, 1, script)
     for number in range(LIMIT_ROUNDS):
         print(f"local against shared limits, round {number + 1} of {LIMIT_ROUNDS}...", flush=True)
-        for name in rounds:
+        for name in names[number % 3:] + names[:number % 3]:
             url = urls[name] + "/v1/chat/completions"
             c1, c32 = wrk(url, 1, 3, script), wrk(url, 32, 4, script)
             rounds[name].append({"c1_p50_ms": c1["p50_ms"], "c1_p99_ms": c1["p99_ms"], "c32_rps": c32["rps"],
@@ -393,16 +435,29 @@ def compare_limits(urls: dict[str, str], script: Path) -> dict[str, dict[str, fl
 
 
 def limits_table(limits: dict[str, dict[str, float]]) -> str:
-    local, shared = limits[GATEWAY], limits[SHARED]
-    rows = ["", f"Local against shared limits, medians of {LIMIT_ROUNDS} interleaved rounds:", "",
-            "| | local limits | shared limits (redis-server) | shared - local |", "|---|---:|---:|---:|"]
+    local, control, shared = limits[GATEWAY], limits[CONTROL], limits[SHARED]
+    rows = ["", f"Local against shared limits, medians of {LIMIT_ROUNDS} interleaved rounds (the control: a "
+            "second gateway with local limits):", "",
+            "| | local limits | control | shared limits (redis-server) | control - local (noise) | shared - local |",
+            "|---|---:|---:|---:|---:|---:|"]
     for label, key, unit in (("c=1 p50 latency", "c1_p50_ms", "ms"), ("c=1 p99 latency", "c1_p99_ms", "ms"),
                              ("c=32 requests/s", "c32_rps", "")):
         digits = 0 if key == "c32_rps" else 2
-        rows.append(f"| {label}{', ' + unit if unit else ''} | {local[key]:.{digits}f} | {shared[key]:.{digits}f} | "
+        rows.append(f"| {label}{', ' + unit if unit else ''} | {local[key]:.{digits}f} | {control[key]:.{digits}f} | "
+                    f"{shared[key]:.{digits}f} | {control[key] - local[key]:+.{digits}f} | "
                     f"{shared[key] - local[key]:+.{digits}f} |")
-    rows.append(f"| errors | {local['errors']:.0f} | {shared['errors']:.0f} | |")
+    rows.append(f"| errors | {local['errors']:.0f} | {control['errors']:.0f} | {shared['errors']:.0f} | | |")
     return "\n".join(rows)
+
+
+def limits_checks(limits: dict[str, dict[str, float]]) -> list[tuple[str, float, float, str]]:
+    """Issue 16: what the shared store costs against the local buckets (interleaved rounds)."""
+    return [
+        ("shared limits: added p99 at c=1 over local limits' <= 0.3 ms",
+         limits[SHARED]["c1_p99_ms"] - limits[GATEWAY]["c1_p99_ms"], 0.3, "<="),
+        ("shared limits: requests/s at c=32 >= 80% of local limits'",
+         limits[SHARED]["c32_rps"] / limits[GATEWAY]["c32_rps"], 0.8, ">="),
+    ]
 
 
 def wait_http_post(url: str) -> None:
@@ -492,11 +547,7 @@ def targets(results: list[Result], limits: dict[str, dict[str, float]], vllm: vl
         ("zero errors", gateway.errors, 0, "<="),
         ("RSS at start < 80 MB", gateway.rss_start_mb, 80, "<"),
         ("RSS with 1,000 open streams < 200 MB", gateway.rss_1000_mb, 200, "<"),
-        # Issue 16: what the shared store costs against the local buckets (interleaved rounds).
-        ("shared limits: added p99 at c=1 over local limits' <= 0.3 ms",
-         limits[SHARED]["c1_p99_ms"] - limits[GATEWAY]["c1_p99_ms"], 0.3, "<="),
-        ("shared limits: requests/s at c=32 >= 80% of local limits'",
-         limits[SHARED]["c32_rps"] / limits[GATEWAY]["c32_rps"], 0.8, ">="),
+        *limits_checks(limits),
         ("shared limits: zero errors", shared.errors + limits[SHARED]["errors"], 0, "<="),
     ]
     info = [over_floor("64 streams started together", "ttfc_p50_ms")]
@@ -509,6 +560,10 @@ def targets(results: list[Result], limits: dict[str, dict[str, float]], vllm: vl
         checks.append(("zero errors through the gateway in front of real vLLM", vllm.gateway.errors, 0, "<="))
         info.append(("added time to first token in front of real vLLM (median of the rounds' differences), "
                      "in % of vLLM's own", vllm_phase.added_ttft_ms(vllm) / vllm_ttft * 100, 5, "<"))
+    return target_rows(checks, info)
+
+
+def target_rows(checks: list[tuple[str, float, float, str]], info: list[tuple[str, float, float, str]]) -> str:
     lines = ["", "| target | this run | met |", "|---|---:|---|"]
     for label, value, limit, op in checks:
         met = {"<": value < limit, "<=": value <= limit, ">=": value >= limit}[op]
