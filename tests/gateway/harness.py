@@ -81,7 +81,7 @@ class GatewayProcess:
                 return float(value)
         return 0.0
 
-    def wait_for_metric(self, name: str, value: float, timeout_s: float = 2.0, **labels: str) -> float:
+    def wait_for_metric(self, name: str, value: float, timeout_s: float = 5.0, **labels: str) -> float:
         """The sample once it equals `value`, or its last value after `timeout_s`.
 
         A request is counted when its handler ends, which for a stream can be just after the

@@ -150,7 +150,7 @@ def test_stream_without_event_ends_is_cut_and_the_gateway_stays_responsive(scrip
     assert time.monotonic() - started < WITHIN_S
     probe = time.monotonic()
     urllib.request.urlopen(gateway.url + "/healthz", timeout=WITHIN_S).close()
-    assert time.monotonic() - probe < 1
+    assert time.monotonic() - probe < 3, "a probe is answered while the cut stream is cleaned up"
     assert gateway.wait_for_metric("gateway_requests_total", 1, client="full", model="m", status="502") == 1
 
 

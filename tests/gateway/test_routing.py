@@ -141,7 +141,7 @@ def test_all_upstreams_refusing_is_502(start_gateway):
 def test_failing_upstream_cools_down_then_is_retried(own_stub, start_gateway):
     good, bad = own_stub.replica("h0"), own_stub.replica("h1")
     own_stub.state.behaviour.replica_status = {"h1": 503}
-    gateway = start_gateway(one_model([good.url, bad.url], health={"failures": 2, "cooldown_s": 1.0}))
+    gateway = start_gateway(one_model([good.url, bad.url], health={"failures": 2, "cooldown_s": 3.0}))
     client = gateway.client()
     statuses = []
     for _ in range(10):
@@ -157,7 +157,7 @@ def test_failing_upstream_cools_down_then_is_retried(own_stub, start_gateway):
         assert reply.status == 200, "one healthy upstream is enough to be ready"
 
     own_stub.state.behaviour.replica_status = {}
-    time.sleep(1.1)
+    time.sleep(3.1)  # a cool-down long enough that the 10 requests above surely fall inside it
     for _ in range(4):
         client.chat.completions.create(model="m", messages=MESSAGES)
     assert own_stub.state.count("h1") > 2, "after the cool-down h1 gets traffic again"
