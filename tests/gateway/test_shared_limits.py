@@ -106,10 +106,12 @@ def charged_in_turn(gateway, store: RedisServer, name: str) -> int:
     shortly after the reply (CHARGE_DELAY_S): without the wait, the next request on another
     replica could be admitted before it lands."""
     key = f"{KEY_PREFIX}{name}:tpm".encode()
-    before = store.client().get(key)
+    client = store.client()
+    before = client.get(key)
     [status] = statuses([gateway], name, 1)
     if status == 200:
-        assert wait_for(lambda: store.client().get(key) != before), "the reply's tokens reach the store"
+        assert wait_for(lambda: client.get(key) != before), "the reply's tokens reach the store"
+    client.close()
     return status
 
 
