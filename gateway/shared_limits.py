@@ -53,25 +53,37 @@ CHARGE_DELAY_S = 0.001
 _ADMIT = b"-1"
 _REFUSED = {1: REQUESTS_PER_MINUTE, 2: TOKENS_PER_MINUTE}
 
-# KEYS: the rpm and tpm key of each operation. ARGV: its rpm, tpm (0: no such limit) and either
-# the tokens to charge, or -1 to admit one request. Returns, for each admission in order, the
-# refusing limit (0 none, 1 rpm, 2 tpm) and the seconds until it would admit.
+# KEYS: the rpm and tpm key of each client in the call. ARGV: each client's rpm and tpm (0: no
+# such limit), in the same order; then, for each operation in order, the client's number (from 1)
+# and either the tokens to charge or -1 to admit one request. Returns, for each admission in
+# order, the refusing limit (0 none, 1 rpm, 2 tpm) and the seconds until it would admit.
+# A call carries a replica's batch, in which a busy client comes many times: its keys and limits
+# go once, and each key is read at most once and written at most once per call (a Lua table keeps
+# its TAT between the two), so the store's work per call grows with the clients in it more than
+# with its requests.
 SCRIPT = b"""
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local window = 60000000
+local tats, changed = {}, {}
 local function tat_of(key)
-  local stored = redis.call('GET', key)
-  if stored then return math.max(tonumber(stored), now) end
-  return now
+  local tat = tats[key]
+  if tat == nil then
+    tat = tonumber(redis.call('GET', key) or 0)
+    if tat < now then tat = now end
+    tats[key] = tat
+  end
+  return tat
 end
 local function store(key, tat)
-  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+  tats[key] = tat
+  changed[key] = true
 end
 local results = {}
-for i = 1, #KEYS / 2 do
-  local rpm, tpm, tokens = tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1]), tonumber(ARGV[3 * i])
-  local rpm_key, tpm_key = KEYS[2 * i - 1], KEYS[2 * i]
+for i = #KEYS + 1, #ARGV, 2 do
+  local client, tokens = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
+  local rpm, tpm = tonumber(ARGV[2 * client - 1]), tonumber(ARGV[2 * client])
+  local rpm_key, tpm_key = KEYS[2 * client - 1], KEYS[2 * client]
   if tokens >= 0 then
     if tpm > 0 and tokens > 0 then store(tpm_key, tat_of(tpm_key) + tokens * window / tpm) end
   else
@@ -89,6 +101,11 @@ for i = 1, #KEYS / 2 do
     results[#results + 1] = refused
     results[#results + 1] = math.ceil(wait / 1000000)
   end
+end
+-- The TTL ends when the bucket is full again: an absent key is a full bucket.
+for key in pairs(changed) do
+  local tat = tats[key]
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
 end
 return results
 """
@@ -287,13 +304,17 @@ class LimitStore:
                 await self._give_up(exc)
 
     def _command(self, batch: list[_Operation]) -> tuple[bytes, ...]:
-        keys: list[bytes] = []
-        args: list[bytes] = []
+        numbers: dict[SharedClientLimits, bytes] = {}
+        operations: list[bytes] = []
         for operation in batch:
-            keys += operation.client.keys
-            args += operation.client.limit_args
-            args.append(_ADMIT if isinstance(operation, _Admission) else b"%d" % operation.tokens)
-        return (b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *args)
+            number = numbers.get(operation.client)
+            if number is None:
+                number = numbers[operation.client] = b"%d" % (len(numbers) + 1)
+            operations.append(number)
+            operations.append(_ADMIT if isinstance(operation, _Admission) else b"%d" % operation.tokens)
+        keys = [key for client in numbers for key in client.keys]
+        limits = [limit for client in numbers for limit in client.limit_args]
+        return (b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *limits, *operations)
 
     def _check_in_flight(self) -> None:
         """The timeout: a watchdog armed only while calls are out, rather than a timer per call."""

@@ -15,6 +15,7 @@ import openai
 import pytest
 
 from gateway.config import ConfigError, parse_config, resolve_secrets
+from gateway.shared_limits import SCRIPT
 from tests.gateway.harness import BASE_ENV, GatewayProcess, base_config, sha256, wait_for
 from tests.gateway.store import PASSWORD, RedisServer
 
@@ -157,6 +158,37 @@ def test_the_store_holds_client_names_and_numbers_only_and_every_key_expires(rep
     assert all(0 < client.pttl(key) <= 60_000 * 8 for key in keys), "a TTL: a full bucket needs no key"
     stored = b" ".join(client.get(key) for key in keys)
     assert all(secret.encode() not in stored for secret in (*KEYS.values(), *map(sha256, KEYS.values())))
+
+
+# One replica's batch: (client, tokens), tokens -1 to admit. Client x has rpm 3, client y tpm 10.
+BATCH = [("x", -1), ("y", -1), ("x", -1), ("y", 8), ("y", -1), ("y", 5), ("y", -1), ("x", -1), ("x", -1)]
+BATCH_LIMITS = {"x": (b"3", b"0"), "y": (b"0", b"10")}
+
+
+def _run_script(client, prefix: str, batch) -> list[int]:
+    """The script's arguments as gateway/shared_limits.py documents them: each client's keys and limits once, then the operations."""
+    names = list(dict.fromkeys(name for name, _ in batch))
+    keys = [f"{prefix}{name}:{limit}" for name in names for limit in ("rpm", "tpm")]
+    limits = [limit for name in names for limit in BATCH_LIMITS[name]]
+    operations = [arg for name, tokens in batch for arg in (names.index(name) + 1, tokens)]
+    return client.eval(SCRIPT, len(keys), *keys, *limits, *operations)
+
+
+def test_one_call_decides_its_operations_in_order_as_one_call_each_would(store):
+    """A call carries several requests of the same client (a replica's batch): each admission sees
+    the charges and admissions before it in the call, and the store ends as one call each leaves it."""
+    client = store.client()
+    together = _run_script(client, "script-test:one-call:", BATCH)
+    apart = [result for operation in BATCH for result in _run_script(client, "script-test:a-call-each:", [operation])]
+    # Admissions in order: x, y, x, y (10 - 8 leaves 2 of 10: any balance admits), y (10 - 13: refused,
+    # its 3-token debt plus one token are 24 s of a 6 s-a-token refill), x (the 3rd), x (refused: 20 s).
+    expected = [0, 0, 0, 0, 0, 0, 0, 0, 2, 24, 0, 0, 1, 20]
+    assert together == apart == expected
+    for prefix in ("script-test:one-call:", "script-test:a-call-each:"):
+        ttls = {key: client.pttl(f"{prefix}{key}") for key in ("x:rpm", "x:tpm", "y:rpm", "y:tpm")}
+        assert ttls["x:tpm"] == ttls["y:rpm"] == -2, "a limit the client does not have leaves no key"
+        assert 59_000 < ttls["x:rpm"] <= 60_000 and 77_000 < ttls["y:tpm"] <= 78_000, ttls
+    client.close()
 
 
 class Traffic(threading.Thread):
