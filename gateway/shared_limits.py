@@ -10,7 +10,10 @@ Calls are batched and pipelined over one connection: what requests ask (admissio
 charges after replies) goes to the store together in one EVALSHA, with up to two calls out at
 once. A token charge rides with the replica's next admission, or goes on its own within 1 ms. So
 a request costs one round trip, never waits behind another request's charge, and under load far
-less: at 32 concurrent requests a call carries several of them.
+less: at 32 concurrent requests a call carries several of them. A call holds each client once:
+the tokens its replies used since the last call, charged first, and the number of its requests
+to admit, in turn. Requests that reach one replica within the same pass of its event loop are
+simultaneous to the store; charging before admitting is the stricter of the two orders.
 
 The store slow or down never fails a request: a call that takes longer than `timeout_ms` (a
 watchdog checks, armed only while calls are made) or errors marks the store down; that batch and
@@ -49,63 +52,53 @@ PROBE_TIMEOUT_S = 1.0
 PIPELINE = 2
 # Longest a token charge waits for an admission to go with.
 CHARGE_DELAY_S = 0.001
-# An operation's token count when it is an admission rather than a charge.
-_ADMIT = b"-1"
 _REFUSED = {1: REQUESTS_PER_MINUTE, 2: TOKENS_PER_MINUTE}
 
-# KEYS: the rpm and tpm key of each client in the call. ARGV: each client's rpm and tpm (0: no
-# such limit), in the same order; then, for each operation in order, the client's number (from 1)
-# and either the tokens to charge or -1 to admit one request. Returns, for each admission in
-# order, the refusing limit (0 none, 1 rpm, 2 tpm) and the seconds until it would admit.
-# A call carries a replica's batch, in which a busy client comes many times: its keys and limits
-# go once, and each key is read at most once and written at most once per call (a Lua table keeps
-# its TAT between the two), so the store's work per call grows with the clients in it more than
-# with its requests.
+# KEYS: the rpm and tpm key of each client in the call. ARGV, four for each client in the same
+# order: its rpm and tpm (0: no such limit), the tokens to charge, and how many requests to admit.
+# Returns three for each client: how many of its requests were admitted (the first ones), and for
+# the rest the refusing limit (0 none, 1 rpm, 2 tpm) and the seconds until it would admit.
+# Each key is read at most once and written at most once per call, so the store's work per call
+# grows with the clients in it, not with their requests.
 SCRIPT = b"""
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000000 + tonumber(time[2])
 local window = 60000000
-local tats, changed = {}, {}
 local function tat_of(key)
-  local tat = tats[key]
-  if tat == nil then
-    tat = tonumber(redis.call('GET', key) or 0)
-    if tat < now then tat = now end
-    tats[key] = tat
-  end
+  local tat = tonumber(redis.call('GET', key) or 0)
+  if tat < now then return now end
   return tat
 end
+-- The TTL ends when the bucket is full again: an absent key is a full bucket.
 local function store(key, tat)
-  tats[key] = tat
-  changed[key] = true
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
 end
 local results = {}
-for i = #KEYS + 1, #ARGV, 2 do
-  local client, tokens = tonumber(ARGV[i]), tonumber(ARGV[i + 1])
-  local rpm, tpm = tonumber(ARGV[2 * client - 1]), tonumber(ARGV[2 * client])
-  local rpm_key, tpm_key = KEYS[2 * client - 1], KEYS[2 * client]
-  if tokens >= 0 then
-    if tpm > 0 and tokens > 0 then store(tpm_key, tat_of(tpm_key) + tokens * window / tpm) end
-  else
-    local refused, wait = 0, 0
-    -- Any balance of one token admits: the request's cost is only known after its reply.
-    if tpm > 0 then
-      local over = tat_of(tpm_key) + window / tpm - now - window
-      if over > 0 then refused, wait = 2, over end
+for c = 1, #KEYS / 2 do
+  local rpm, tpm = tonumber(ARGV[4 * c - 3]), tonumber(ARGV[4 * c - 2])
+  local tokens, admitted = tonumber(ARGV[4 * c - 1]), tonumber(ARGV[4 * c])
+  local refused, wait = 0, 0
+  if tpm > 0 and (tokens > 0 or admitted > 0) then
+    local tat = tat_of(KEYS[2 * c])
+    if tokens > 0 then
+      tat = tat + tokens * window / tpm
+      store(KEYS[2 * c], tat)
     end
-    if refused == 0 and rpm > 0 then
-      local tat = tat_of(rpm_key) + window / rpm
-      local over = tat - now - window
-      if over > 0 then refused, wait = 1, over else store(rpm_key, tat) end
-    end
-    results[#results + 1] = refused
-    results[#results + 1] = math.ceil(wait / 1000000)
+    -- Any balance of one token admits: a request's cost is only known after its reply, so
+    -- admitting one spends none, and the client's requests in this call are all admitted or none.
+    local over = tat + window / tpm - now - window
+    if admitted > 0 and over > 0 then admitted, refused, wait = 0, 2, over end
   end
-end
--- The TTL ends when the bucket is full again: an absent key is a full bucket.
-for key in pairs(changed) do
-  local tat = tats[key]
-  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.max(1, math.ceil((tat - now) / 1000)))
+  if rpm > 0 and admitted > 0 then
+    local tat, step, room = tat_of(KEYS[2 * c - 1]), window / rpm, 0
+    while room < admitted and tat + step - now <= window do
+      tat, room = tat + step, room + 1
+    end
+    if room < admitted then refused, wait = 1, tat + step - now - window end
+    if room > 0 then store(KEYS[2 * c - 1], tat) end
+    admitted = room
+  end
+  results[3 * c - 2], results[3 * c - 1], results[3 * c] = admitted, refused, math.ceil(wait / 1000000)
 end
 return results
 """
@@ -141,23 +134,19 @@ def _share(limit: int | None, replicas: int) -> int | None:
     return math.ceil(limit / replicas) if limit else None
 
 
-class _Admission:
-    __slots__ = ("client", "future")
+class _Asks:
+    """What one client's requests ask of the store in one call: the tokens its replies used, and
+    the admissions its requests wait for (in arrival order)."""
 
-    def __init__(self, client: SharedClientLimits, future: asyncio.Future):
-        self.client = client
-        self.future = future
+    __slots__ = ("tokens", "admissions")
 
-
-class _Charge:
-    __slots__ = ("client", "tokens")
-
-    def __init__(self, client: SharedClientLimits, tokens: int):
-        self.client = client
-        self.tokens = tokens
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.admissions: list[asyncio.Future] = []
 
 
-_Operation = _Admission | _Charge
+# A call's contents: each client once, in the order it first asked.
+_Batch = dict[SharedClientLimits, _Asks]
 
 
 class LimitStore:
@@ -179,9 +168,9 @@ class LimitStore:
         self._errors = {kind: metrics.limit_store_errors.labels(kind) for kind in ("timeout", "connection", "response")}
         self._up_gauge.set(0)
         self.up = False
-        self._queue: list[_Operation] = []
+        self._queue: _Batch = {}
         # Batches sent and not answered yet, oldest first, each with the time it must be answered by.
-        self._in_flight: deque[tuple[float, list[_Operation]]] = deque()
+        self._in_flight: deque[tuple[float, _Batch]] = deque()
         # Counts the connections given up on: a reply or an error of an older one is stale.
         self._epoch = 0
         self._reading = False
@@ -230,16 +219,19 @@ class LimitStore:
         if not self.up:
             return client.local.admit()
         future = asyncio.get_running_loop().create_future()
-        self._enqueue(_Admission(client, future))
+        self._asks(client).admissions.append(future)
+        # The sender runs on the next pass of the loop: what other requests ask in this pass joins the batch.
+        _wake(self._sender_wakeup)
         return await future
 
     def charge(self, client: SharedClientLimits, tokens: int) -> None:
         if not self.up:
             client.local.charge_tokens(tokens)
             return
-        # Rides with this replica's next admission (in the same script, before it), or goes on its
-        # own within CHARGE_DELAY_S: one call per request instead of two when requests follow each other.
-        self._queue.append(_Charge(client, tokens))
+        # Rides with this replica's next admission (in the same call, charged before it), or goes
+        # on its own within CHARGE_DELAY_S: one call per request instead of two when requests follow
+        # each other, and one charge per client in a call, however many replies it sums.
+        self._asks(client).tokens += tokens
         if self._charge_timer is None:
             self._charge_timer = asyncio.get_running_loop().call_later(CHARGE_DELAY_S, self._send_charges)
 
@@ -247,10 +239,11 @@ class LimitStore:
         self._charge_timer = None
         _wake(self._sender_wakeup)
 
-    def _enqueue(self, operation: _Operation) -> None:
-        self._queue.append(operation)
-        # The sender runs on the next pass of the loop: what other requests ask in this pass joins the batch.
-        _wake(self._sender_wakeup)
+    def _asks(self, client: SharedClientLimits) -> _Asks:
+        asks = self._queue.get(client)
+        if asks is None:
+            asks = self._queue[client] = _Asks()
+        return asks
 
     async def _send_batches(self) -> None:
         """Sends everything queued as one call, with at most PIPELINE calls in flight: a request
@@ -261,7 +254,7 @@ class LimitStore:
             while not self._queue or len(self._in_flight) >= PIPELINE:
                 self._sender_wakeup = loop.create_future()
                 await self._sender_wakeup
-            batch, self._queue = self._queue, []
+            batch, self._queue = self._queue, {}
             if not self.up:
                 _decide_locally(batch)
                 continue
@@ -303,18 +296,15 @@ class LimitStore:
                 _decide_locally(batch)
                 await self._give_up(exc)
 
-    def _command(self, batch: list[_Operation]) -> tuple[bytes, ...]:
-        numbers: dict[SharedClientLimits, bytes] = {}
-        operations: list[bytes] = []
-        for operation in batch:
-            number = numbers.get(operation.client)
-            if number is None:
-                number = numbers[operation.client] = b"%d" % (len(numbers) + 1)
-            operations.append(number)
-            operations.append(_ADMIT if isinstance(operation, _Admission) else b"%d" % operation.tokens)
-        keys = [key for client in numbers for key in client.keys]
-        limits = [limit for client in numbers for limit in client.limit_args]
-        return (b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *limits, *operations)
+    def _command(self, batch: _Batch) -> tuple[bytes, ...]:
+        keys: list[bytes] = []
+        args: list[bytes] = []
+        for client, asks in batch.items():
+            keys += client.keys
+            args += client.limit_args
+            args.append(b"%d" % asks.tokens)
+            args.append(b"%d" % len(asks.admissions))
+        return (b"EVALSHA", self._sha, b"%d" % len(keys), *keys, *args)
 
     def _check_in_flight(self) -> None:
         """The timeout: a watchdog armed only while calls are out, rather than a timer per call."""
@@ -388,19 +378,19 @@ def _packed(command: tuple[bytes, ...]) -> bytes:
     return b"*%d\r\n" % len(command) + b"".join(b"$%d\r\n%b\r\n" % (len(part), part) for part in command)
 
 
-def _decide_locally(batch: list[_Operation]) -> None:
-    for operation in batch:
-        if isinstance(operation, _Admission):
-            if not operation.future.done():
-                operation.future.set_result(operation.client.local.admit())
-        else:
-            operation.client.local.charge_tokens(operation.tokens)
+def _decide_locally(batch: _Batch) -> None:
+    for client, asks in batch.items():
+        client.local.charge_tokens(asks.tokens)
+        for future in asks.admissions:
+            if not future.done():  # its request may have been cancelled meanwhile
+                future.set_result(client.local.admit())
 
 
-def _resolve(batch: list[_Operation], results: list[int]) -> None:
+def _resolve(batch: _Batch, results: list[int]) -> None:
     replies = iter(results)
-    for operation in batch:
-        if isinstance(operation, _Admission):
-            refused, wait = next(replies), next(replies)
-            if not operation.future.done():  # its request may have been cancelled meanwhile
-                operation.future.set_result((_REFUSED[refused], wait) if refused else None)
+    for asks in batch.values():
+        admitted, refused, wait = next(replies), next(replies), next(replies)
+        refusal = (_REFUSED[refused], wait) if admitted < len(asks.admissions) else None
+        for number, future in enumerate(asks.admissions):
+            if not future.done():
+                future.set_result(None if number < admitted else refusal)

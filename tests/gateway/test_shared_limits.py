@@ -160,34 +160,38 @@ def test_the_store_holds_client_names_and_numbers_only_and_every_key_expires(rep
     assert all(secret.encode() not in stored for secret in (*KEYS.values(), *map(sha256, KEYS.values())))
 
 
-# One replica's batch: (client, tokens), tokens -1 to admit. Client x has rpm 3, client y tpm 10.
-BATCH = [("x", -1), ("y", -1), ("x", -1), ("y", 8), ("y", -1), ("y", 5), ("y", -1), ("x", -1), ("x", -1)]
-BATCH_LIMITS = {"x": (b"3", b"0"), "y": (b"0", b"10")}
+# One call's asks, as gateway/shared_limits.py documents its script: per client its rpm, its tpm,
+# the tokens to charge and the requests to admit.
+CALL = {"x": (3, 0, 0, 5), "y": (0, 10, 13, 2), "z": (0, 10, 8, 2), "w": (2, 10, 4, 3)}
 
 
-def _run_script(client, prefix: str, batch) -> list[int]:
-    """The script's arguments as gateway/shared_limits.py documents them: each client's keys and limits once, then the operations."""
-    names = list(dict.fromkeys(name for name, _ in batch))
-    keys = [f"{prefix}{name}:{limit}" for name in names for limit in ("rpm", "tpm")]
-    limits = [limit for name in names for limit in BATCH_LIMITS[name]]
-    operations = [arg for name, tokens in batch for arg in (names.index(name) + 1, tokens)]
-    return client.eval(SCRIPT, len(keys), *keys, *limits, *operations)
+def _run_script(client, prefix: str, asks: dict[str, tuple[int, int, int, int]]) -> list[int]:
+    keys = [f"{prefix}{name}:{limit}" for name in asks for limit in ("rpm", "tpm")]
+    return client.eval(SCRIPT, len(keys), *keys, *(arg for values in asks.values() for arg in values))
 
 
-def test_one_call_decides_its_operations_in_order_as_one_call_each_would(store):
-    """A call carries several requests of the same client (a replica's batch): each admission sees
-    the charges and admissions before it in the call, and the store ends as one call each leaves it."""
+def test_one_call_charges_then_admits_each_client_as_one_call_per_request_would(store):
+    """A call carries each client once: the tokens its replies used, then its requests to admit.
+    Its decisions, and what it leaves in the store, are those of a charge and then one call per
+    request (any balance of one token admits; each admission spends one of rpm)."""
     client = store.client()
-    together = _run_script(client, "script-test:one-call:", BATCH)
-    apart = [result for operation in BATCH for result in _run_script(client, "script-test:a-call-each:", [operation])]
-    # Admissions in order: x, y, x, y (10 - 8 leaves 2 of 10: any balance admits), y (10 - 13: refused,
-    # its 3-token debt plus one token are 24 s of a 6 s-a-token refill), x (the 3rd), x (refused: 20 s).
-    expected = [0, 0, 0, 0, 0, 0, 0, 0, 2, 24, 0, 0, 1, 20]
-    assert together == apart == expected
+    together = _run_script(client, "script-test:one-call:", CALL)
+    apart = []
+    for name, (rpm, tpm, tokens, admissions) in CALL.items():
+        prefix = "script-test:a-call-each:"
+        _run_script(client, prefix, {name: (rpm, tpm, tokens, 0)})
+        decisions = [_run_script(client, prefix, {name: (rpm, tpm, 0, 1)}) for _ in range(admissions)]
+        admitted = sum(decision[0] for decision in decisions)
+        apart += [admitted, *(decisions[-1][1:] if admitted < admissions else (0, 0))]
+    # x: 3 of 5 (the 4th would wait 20 s of a 20 s refill); y: 10 - 13 refuses both (a debt of 3
+    # tokens plus one: 24 s at 6 s a token); z: 10 - 8 leaves 2, both admitted; w: tpm admits,
+    # rpm takes 2 of 3 (30 s).
+    assert together == apart == [3, 1, 20, 0, 2, 24, 2, 0, 0, 2, 1, 30]
     for prefix in ("script-test:one-call:", "script-test:a-call-each:"):
-        ttls = {key: client.pttl(f"{prefix}{key}") for key in ("x:rpm", "x:tpm", "y:rpm", "y:tpm")}
-        assert ttls["x:tpm"] == ttls["y:rpm"] == -2, "a limit the client does not have leaves no key"
+        ttls = {f"{name}:{limit}": client.pttl(f"{prefix}{name}:{limit}") for name in CALL for limit in ("rpm", "tpm")}
+        assert ttls["x:tpm"] == ttls["y:rpm"] == ttls["z:rpm"] == -2, "a limit the client does not have leaves no key"
         assert 59_000 < ttls["x:rpm"] <= 60_000 and 77_000 < ttls["y:tpm"] <= 78_000, ttls
+        assert 47_000 < ttls["z:tpm"] <= 48_000 and 59_000 < ttls["w:rpm"] <= 60_000 and 23_000 < ttls["w:tpm"] <= 24_000
     client.close()
 
 
