@@ -163,6 +163,7 @@ def test_the_store_holds_client_names_and_numbers_only_and_every_key_expires(rep
 # One call's asks, as gateway/shared_limits.py documents its script: per client its rpm, its tpm,
 # the tokens to charge and the requests to admit.
 CALL = {"x": (3, 0, 0, 5), "y": (0, 10, 13, 2), "z": (0, 10, 8, 2), "w": (2, 10, 4, 3)}
+ONE_CALL, A_CALL_EACH = "script-test:one-call:", "script-test:a-call-each:"
 
 
 def _run_script(client, prefix: str, asks: dict[str, tuple[int, int, int, int]]) -> list[int]:
@@ -175,19 +176,18 @@ def test_one_call_charges_then_admits_each_client_as_one_call_per_request_would(
     Its decisions, and what it leaves in the store, are those of a charge and then one call per
     request (any balance of one token admits; each admission spends one of rpm)."""
     client = store.client()
-    together = _run_script(client, "script-test:one-call:", CALL)
+    together = _run_script(client, ONE_CALL, CALL)
     apart = []
     for name, (rpm, tpm, tokens, admissions) in CALL.items():
-        prefix = "script-test:a-call-each:"
-        _run_script(client, prefix, {name: (rpm, tpm, tokens, 0)})
-        decisions = [_run_script(client, prefix, {name: (rpm, tpm, 0, 1)}) for _ in range(admissions)]
+        _run_script(client, A_CALL_EACH, {name: (rpm, tpm, tokens, 0)})
+        decisions = [_run_script(client, A_CALL_EACH, {name: (rpm, tpm, 0, 1)}) for _ in range(admissions)]
         admitted = sum(decision[0] for decision in decisions)
         apart += [admitted, *(decisions[-1][1:] if admitted < admissions else (0, 0))]
     # x: 3 of 5 (the 4th would wait 20 s of a 20 s refill); y: 10 - 13 refuses both (a debt of 3
     # tokens plus one: 24 s at 6 s a token); z: 10 - 8 leaves 2, both admitted; w: tpm admits,
     # rpm takes 2 of 3 (30 s).
     assert together == apart == [3, 1, 20, 0, 2, 24, 2, 0, 0, 2, 1, 30]
-    for prefix in ("script-test:one-call:", "script-test:a-call-each:"):
+    for prefix in (ONE_CALL, A_CALL_EACH):
         ttls = {f"{name}:{limit}": client.pttl(f"{prefix}{name}:{limit}") for name in CALL for limit in ("rpm", "tpm")}
         assert ttls["x:tpm"] == ttls["y:rpm"] == ttls["z:rpm"] == -2, "a limit the client does not have leaves no key"
         assert 59_000 < ttls["x:rpm"] <= 60_000 and 77_000 < ttls["y:tpm"] <= 78_000, ttls
