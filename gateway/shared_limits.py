@@ -316,18 +316,35 @@ class LimitStore:
         if loop.time() < deadline:
             self._watchdog = loop.call_at(deadline, self._check_in_flight)
             return
-        self._dropping = loop.create_task(self._give_up(TimeoutError()))
+        # Given up on at once, not in a task of its own: a reply landing before that task ran
+        # would otherwise be taken as an answer from a store already counted as down.
+        self._abandon(TimeoutError())
+        self._dropping = loop.create_task(self._connection.disconnect(nowait=True))
 
     # --- down and up again -------------------------------------------------------------
 
     async def _give_up(self, exc: BaseException) -> None:
-        """Decide every call still out locally, then count the error, go down and drop the connection."""
+        """Decide every call still out locally, go down and drop the connection."""
+        self._abandon(exc)
+        await self._connection.disconnect(nowait=True)
+
+    def _abandon(self, exc: BaseException) -> None:
+        """Decide every call still out locally, count the error and go down, all in one step."""
         self._epoch += 1
         while self._in_flight:
             _decide_locally(self._in_flight.popleft()[1])
-        await self._went_down(exc)
+        self._mark_down(exc)
+        # What queued behind those calls waits for the sender, which waited for a free slot: it
+        # now finds the store down and decides the queue locally too.
+        _wake(self._sender_wakeup)
 
     async def _went_down(self, exc: BaseException) -> None:
+        self._mark_down(exc)
+        # A reply cut short could still arrive: the connection cannot be reused. Dropping it also
+        # ends the reader's wait.
+        await self._connection.disconnect(nowait=True)
+
+    def _mark_down(self, exc: BaseException) -> None:
         # redis-py's AuthenticationError is a ConnectionError, yet the store did answer.
         kind = "timeout" if isinstance(exc, TimeoutError | StoreTimeout) else (
             "response" if isinstance(exc, ResponseError | AuthenticationError) else "connection")
@@ -340,9 +357,6 @@ class LimitStore:
                         "timed out" if kind == "timeout" else "failed", type(exc).__name__)
             if self._prober is None or self._prober.done():
                 self._prober = asyncio.create_task(self._probe_until_up())
-        # A reply cut short could still arrive: the connection cannot be reused. Dropping it also
-        # ends the reader's wait.
-        await self._connection.disconnect(nowait=True)
 
     async def _probe(self) -> bool:
         """Connect, and load the script (a store that restarted or was flushed has lost it)."""

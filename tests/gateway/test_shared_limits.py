@@ -270,6 +270,51 @@ def test_a_hanging_store_costs_a_request_at_most_its_timeout_then_none(stub, own
     assert wait_for(lambda: gateway.metric("gateway_limit_store_up") == 1)
 
 
+async def _burst_while_the_store_fails(gateway, store: RedisServer, failure: str, count: int) -> list[float | str]:
+    """`count` requests at once while the store hangs ("hangs") or hangs and then dies ("dies"):
+    each one's time to a 200, or what it got instead."""
+    client = gateway.async_client(key=KEYS["steady"], timeout=8)
+    store.pause()
+
+    async def one() -> float | str:
+        started = time.monotonic()
+        try:
+            await client.chat.completions.create(model="chat", messages=MESSAGES)
+        except openai.APIError as exc:
+            return type(exc).__name__
+        return time.monotonic() - started
+
+    async def kill_soon() -> None:
+        await asyncio.sleep(0.3)  # requests are out and queued by now, well within the store's timeout
+        store.kill()
+
+    try:
+        return list(await asyncio.gather(*(one() for _ in range(count)),
+                                         *([kill_soon()] if failure == "dies" else [])))[:count]
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("failure", ["hangs", "dies"])
+def test_requests_queued_behind_calls_to_a_failing_store_are_decided_locally(stub, own_store, gateways, tmp_path,
+                                                                               failure):
+    # Concurrent requests, so that some wait behind the calls in flight (at most two) when those
+    # are given up on: by the timeout when the store hangs, by the connection's end when it dies.
+    timeout_s = 0.3 if failure == "hangs" else 1.0  # 1000 ms: the most timeout_ms allows
+    gateways += start_replicas(stub, own_store, 1, tmp_path, timeout_ms=int(timeout_s * 1000))
+    [gateway] = gateways
+    assert statuses(gateways, "steady", 1) == [200]
+    outcomes = asyncio.run(_burst_while_the_store_fails(gateway, own_store, failure, 32))
+    failed = [o for o in outcomes if isinstance(o, str)]
+    assert not failed, f"no request fails or waits on because the store did: {failed}"
+    # Every one is decided once the store's calls are given up on: after the 0.3 s timeout, or
+    # at the connection's end 0.3 s in; none waits anywhere near the client's own 8 s timeout.
+    assert max(outcomes) < 0.3 + 2.0, outcomes
+    assert gateway.metric("gateway_limit_store_up") == 0
+    error = "timeout" if failure == "hangs" else "connection"
+    assert gateway.metric("gateway_limit_store_errors_total", error=error) >= 1
+
+
 def test_a_store_down_at_start_up_or_refusing_the_password_fails_no_request(stub, own_store, gateways, tmp_path):
     own_store.kill()
     gateways += start_replicas(stub, own_store, 1, tmp_path)
