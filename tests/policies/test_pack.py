@@ -14,7 +14,7 @@ from offline.engine import ROOT, StackRun
 from policies import runner
 from policies.pack import POLICIES
 from tests.conftest import stack_run
-from tests.variants import VARIANTS
+from tests.variants import PROD_SHARED_LIMITS_IN_CLUSTER_OVERRIDES, VARIANTS
 
 UNSAFE_STACK = ROOT / "tests" / "policies" / "unsafe" / "Pulumi.unsafe.yaml"
 
@@ -87,13 +87,30 @@ MUTATIONS = {
 }
 
 
+# The shared-limits store (gateway.sharedLimits: in-cluster) is a workload of its own in each cluster.
+STORE_MUTATIONS = {
+    "requests-and-limits": ("blue-limit-store-deployment",
+                            lambda i: (_pod(i)["containers"][0].pop("resources"), i)[1]),
+    "pinned-images": ("green-limit-store-deployment",
+                      lambda i: (_pod(i)["containers"][0].update(image="valkey/valkey:latest"), i)[1]),
+}
+
+
+def _new_violations(run: StackRun, name: str, change) -> set[str]:
+    before = {str(v) for v in runner.evaluate(run, policy_settings("prod"))}
+    found = runner.evaluate(_changed(run, name, change), policy_settings("prod"))
+    return {v.rule for v in found if str(v) not in before}
+
+
 @pytest.mark.parametrize("rule", sorted(MUTATIONS))
 def test_rules_read_the_resources_as_the_engine_records_them(rule):
     """Breaking one recorded prod resource trips exactly the rule that guards it."""
-    name, change = MUTATIONS[rule]
-    before = {str(v) for v in runner.evaluate(stack_run("prod"), policy_settings("prod"))}
-    found = runner.evaluate(_changed(stack_run("prod"), name, change), policy_settings("prod"))
-    assert {v.rule for v in found if str(v) not in before} == {rule}
+    assert _new_violations(stack_run("prod"), *MUTATIONS[rule]) == {rule}
+
+
+@pytest.mark.parametrize("rule", sorted(STORE_MUTATIONS))
+def test_the_rules_guard_the_limit_store_workload(rule):
+    assert _new_violations(stack_run("prod", PROD_SHARED_LIMITS_IN_CLUSTER_OVERRIDES), *STORE_MUTATIONS[rule]) == {rule}
 
 
 def test_unsafe_stack_fails_with_the_rules_it_breaks(capsys):
