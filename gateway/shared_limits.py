@@ -181,6 +181,7 @@ class LimitStore:
         self._tasks: list[asyncio.Task] = []
         self._prober: asyncio.Task | None = None
         self._dropping: asyncio.Task | None = None
+        self._closing = False
 
     def client_limits(self, clients: Iterable[ClientSettings]) -> dict[str, SharedClientLimits]:
         return {c.name: SharedClientLimits(self, c, self._settings) for c in clients}
@@ -195,6 +196,7 @@ class LimitStore:
 
     async def close(self) -> None:
         """Send what is queued (token charges of the last replies), then disconnect."""
+        self._closing = True  # a failure from here on starts no prober: nothing would stop it
         for task in (self._prober, self._dropping):
             if task is not None:
                 task.cancel()
@@ -204,14 +206,16 @@ class LimitStore:
         deadline = loop.time() + PROBE_TIMEOUT_S
         while (self._queue or self._in_flight) and loop.time() < deadline:
             await asyncio.sleep(0.005)
-        for task in self._tasks:
+        for task in (*self._tasks, self._dropping):  # a give-up while waiting may have started a drop
+            if task is None:
+                continue
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         for timer in (self._watchdog, self._charge_timer):
             if timer is not None:
                 timer.cancel()
-        await self._connection.disconnect(nowait=True)
+        await self._drop_connection()
 
     # --- the request path --------------------------------------------------------------
 
@@ -319,14 +323,14 @@ class LimitStore:
         # Given up on at once, not in a task of its own: a reply landing before that task ran
         # would otherwise be taken as an answer from a store already counted as down.
         self._abandon(TimeoutError())
-        self._dropping = loop.create_task(self._connection.disconnect(nowait=True))
+        self._dropping = loop.create_task(self._drop_connection())
 
     # --- down and up again -------------------------------------------------------------
 
     async def _give_up(self, exc: BaseException) -> None:
         """Decide every call still out locally, go down and drop the connection."""
         self._abandon(exc)
-        await self._connection.disconnect(nowait=True)
+        await self._drop_connection()
 
     def _abandon(self, exc: BaseException) -> None:
         """Decide every call still out locally, count the error and go down, all in one step."""
@@ -334,14 +338,26 @@ class LimitStore:
         while self._in_flight:
             _decide_locally(self._in_flight.popleft()[1])
         self._mark_down(exc)
-        # What queued behind those calls waits for the sender, which waited for a free slot: it
-        # now finds the store down and decides the queue locally too.
-        _wake(self._sender_wakeup)
+        # And what queued behind them: the sender may be stuck writing to the store (below).
+        queued, self._queue = self._queue, {}
+        _decide_locally(queued)
 
     async def _went_down(self, exc: BaseException) -> None:
         self._mark_down(exc)
-        # A reply cut short could still arrive: the connection cannot be reused. Dropping it also
-        # ends the reader's wait.
+        await self._drop_connection()
+
+    async def _drop_connection(self) -> None:
+        """End the connection at once: a reply cut short could still arrive on it, so it cannot be reused.
+
+        A plain close waits for what is still to be written, and a call larger than the socket
+        buffers (thousands of clients) to a store that stopped reading would never be: the
+        sender would stay inside that write and the reader on its reply, and no probe could run.
+        Aborting the transport ends both at once. redis-py (pinned) keeps the asyncio
+        StreamWriter in `_writer` and has no abort of its own.
+        """
+        writer = self._connection._writer
+        if writer is not None:
+            writer.transport.abort()
         await self._connection.disconnect(nowait=True)
 
     def _mark_down(self, exc: BaseException) -> None:
@@ -355,7 +371,7 @@ class LimitStore:
             self._up_gauge.set(0)
             log.warning("limit store %s (%s): rpm and tpm are local shares on this replica until it answers",
                         "timed out" if kind == "timeout" else "failed", type(exc).__name__)
-            if self._prober is None or self._prober.done():
+            if not self._closing and (self._prober is None or self._prober.done()):
                 self._prober = asyncio.create_task(self._probe_until_up())
 
     async def _probe(self) -> bool:
