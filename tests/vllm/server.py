@@ -20,7 +20,12 @@ MODEL = "tiny-llama"
 # `--convert classify`: /pooling, /classify.
 EMBED_MODEL = "tiny-embed"
 CLASSIFY_MODEL = "tiny-classify"
-KINDS = {MODEL: (), EMBED_MODEL: ("--convert", "embed"), CLASSIFY_MODEL: ("--convert", "classify")}
+# The embedding runner in float32: in bfloat16, vLLM 0.32 picks its AMX attention kernel on CPUs
+# that have AMX (V/v1/attention/backends/cpu_attn.py: _get_attn_isa), and on the embedding runner
+# its worker dies of an illegal instruction in cpu_attention_with_kv_cache (seen on a Xeon with
+# amx_bf16 and amx_tile; the generating and classifying runners run). float32 takes the vectorised one ("vec").
+KINDS = {MODEL: (), EMBED_MODEL: ("--convert", "embed", "--dtype", "float32"),
+         CLASSIFY_MODEL: ("--convert", "classify")}
 # vLLM's own key (`--api-key`): only the gateway holds it, as in the cluster.
 VLLM_KEY = "sk-vllm-upstream-key"
 # The gateway's one client (conftest.py: gateway), allowed every model.
