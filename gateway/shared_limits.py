@@ -197,16 +197,15 @@ class LimitStore:
     async def close(self) -> None:
         """Send what is queued (token charges of the last replies), then disconnect."""
         self._closing = True  # a failure from here on starts no prober: nothing would stop it
-        for task in (self._prober, self._dropping):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
         loop = asyncio.get_running_loop()
         deadline = loop.time() + PROBE_TIMEOUT_S
         while (self._queue or self._in_flight) and loop.time() < deadline:
             await asyncio.sleep(0.005)
-        for task in (*self._tasks, self._dropping):  # a give-up while waiting may have started a drop
+        for task in (*self._tasks, self._dropping):  # a drop of a connection given up on, if one is under way
             if task is None:
                 continue
             task.cancel()
@@ -342,10 +341,6 @@ class LimitStore:
         queued, self._queue = self._queue, {}
         _decide_locally(queued)
 
-    async def _went_down(self, exc: BaseException) -> None:
-        self._mark_down(exc)
-        await self._drop_connection()
-
     async def _drop_connection(self) -> None:
         """End the connection at once: a reply cut short could still arrive on it, so it cannot be reused.
 
@@ -382,7 +377,8 @@ class LimitStore:
                 await self._connection.send_packed_command(_packed((b"SCRIPT", b"LOAD", SCRIPT)), check_health=False)
                 self._sha = await self._connection.read_response()
         except (RedisError, OSError, TimeoutError) as exc:
-            await self._went_down(exc)
+            self._mark_down(exc)
+            await self._drop_connection()
             return False
         self.up = True
         self._up_gauge.set(1)

@@ -24,11 +24,15 @@ PREFIX = "llm-edge:test:window:" + "p" * 60
 TIMEOUT_S = 0.3
 
 
-async def _hung_store_with_a_call_too_large_to_send(server) -> dict[str, object]:
+def _limit_store(server, metrics: Metrics) -> LimitStore:
     settings = SharedLimitsSettings(url=server.url, password_env="UNUSED", timeout_ms=TIMEOUT_S * 1000,
                                     key_prefix=PREFIX)
+    return LimitStore(settings, server.url, PASSWORD, metrics)
+
+
+async def _hung_store_with_a_call_too_large_to_send(server) -> dict[str, object]:
     metrics = Metrics(limit_store=True)
-    store = LimitStore(settings, server.url, PASSWORD, metrics)
+    store = _limit_store(server, metrics)
     limits = list(store.client_limits(
         ClientSettings(name=f"client-{index:05d}-" + "n" * 60, key_sha256="0" * 64, rpm=1000)
         for index in range(CLIENTS)).values())
@@ -77,9 +81,7 @@ def test_a_call_too_large_for_a_hung_store_is_given_up_on_whole(server):
 
 
 async def _closed_while_the_store_hangs(server) -> list[str]:
-    settings = SharedLimitsSettings(url=server.url, password_env="UNUSED", timeout_ms=TIMEOUT_S * 1000,
-                                    key_prefix=PREFIX)
-    store = LimitStore(settings, server.url, PASSWORD, Metrics(limit_store=True))
+    store = _limit_store(server, Metrics(limit_store=True))
     [client] = store.client_limits([ClientSettings(name="closing", key_sha256="0" * 64, rpm=10)]).values()
     await store.start()
     server.pause()
