@@ -1,8 +1,9 @@
 """Prefix-affinity against least-outstanding routing, through the gateway, in front of 2 and 3 vLLM CPU replicas.
 
-    .venv/bin/python -m bench.routing [--profile chat|documents|both] [--concurrency 8] [--rounds 2] [--load-factor 1.25]
+    .venv/bin/python -m bench.routing [--profile chat|documents|uniform|both] [--concurrency 8] [--rounds 2]
+                                      [--load-factor 1.25]
                                       [--kv-blocks N]
-                                      (both profiles: about 25 minutes here; one: about 13)
+                                      (both: chat and documents, about 25 minutes here; one: about 13)
 
 Needs the vLLM venv (VLLM_VENV, default .venv-vllm; `make vllm-venv`). Holds /tmp/vllm.lock
 (flock) while its vLLM servers run, so it waits for other vLLM runs on the machine. Three
@@ -219,12 +220,13 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", choices=[name for name, _ in arms(1) + arms(1, True)], default=None,
                         help="run only these arms (the report then compares only what ran)")
     parser.add_argument("--profile", choices=[*workload.PROFILES, "both"], default="both",
-                        help="workload (bench/routing/workload.py: PROFILES); both: one after the other, same replicas")
+                        help="workload (bench/routing/workload.py: PROFILES); both: chat and documents, one after "
+                             "the other, same replicas")
     args = parser.parse_args()
     python = (Path(os.environ.get("VLLM_VENV", ROOT / ".venv-vllm")) / "bin" / "python").absolute()
     if not python.exists():
         sys.exit(f"no vLLM venv at {python.parent.parent}: set VLLM_VENV or run make vllm-venv")
-    profiles = list(workload.PROFILES) if args.profile == "both" else [args.profile]
+    profiles = list(workload.HIT_RATIO_PROFILES) if args.profile == "both" else [args.profile]
     workdir = Path(tempfile.mkdtemp(prefix="bench-routing-"))
     model_dir = workdir / "model"
     subprocess.run([str(python), str(ROOT / "bench" / "routing" / "model.py"), str(model_dir)], check=True)

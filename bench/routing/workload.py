@@ -57,10 +57,16 @@ class Workload:
 # prompts, so least outstanding loses only the turns a replica has not seen.
 # documents: each conversation opens with a document of its own (retrieval, a file, a tool's
 # output), then asks follow-ups: least outstanding recomputes the document wherever a follow-up lands.
+# uniform: every conversation alike (4 turns) and none sharing a prefix (a system prompt each), so
+# no prefix is hotter than another: the workload of the share target (no replica above
+# 1.25x the mean share), where an uneven share can only come from the router.
 PROFILES = {
     "chat": Workload(),
     "documents": Workload(turns=(2, 4), context_tokens=600, user_tokens=60),
+    "uniform": Workload(system_prompts=24, turns=(4, 4), single_requests=0),
 }
+# What `--profile both` runs: the two profiles of the hit-ratio targets.
+HIT_RATIO_PROFILES = ("chat", "documents")
 
 
 def _words(rng: random.Random, count: int) -> str:
