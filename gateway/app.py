@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import re
 import time
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING
 from aiohttp import HttpVersion11, web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from . import errors, forms, jsonbody
+from . import errors, forms
 from .auth import Client, KeyRing
 from .config import GatewayConfig, ResolvedSecrets
 from .limits import LIMIT_KEYS, ClientLimits
@@ -293,7 +294,7 @@ def _parse_payload(request: web.Request, body: bytes) -> dict | web.Response:
             return errors.bad_request("This endpoint takes a multipart/form-data body.", "invalid_form")
         return forms.text_fields(body, boundary, FORM_FIELDS)
     try:
-        payload = jsonbody.loads(body)
+        payload = json.loads(body)
     except ValueError:
         return errors.bad_request("The request body is not valid JSON.", "invalid_json")
     except RecursionError:

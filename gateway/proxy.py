@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from . import errors, jsonbody
+from . import errors
 from .limits import ClientLimits
 from .logs import REQUEST_ID
 from .metrics import CLIENT_CLOSED, Metrics, Outcome
@@ -161,7 +161,7 @@ class Forwarder:
         body = await upstream.read_body()
         if upstream.status == 200 and USAGE.search(body):
             try:
-                outcome.set_usage(jsonbody.loads(body).get("usage"))
+                outcome.set_usage(json.loads(body).get("usage"))
             except (ValueError, AttributeError):
                 pass  # not JSON after all: relayed as it is, just not counted
         return web.Response(status=upstream.status, body=body, headers=_headers(upstream))
