@@ -118,6 +118,21 @@ def test_model_not_allowed_for_key_is_403(gateway, stub):
     assert stub.state.seen == []
 
 
+# A 64-byte key whose 64-bit xxh3 hash is that of "model": orjson 3.13's key cache, which matches
+# keys by that hash alone, reads it as "model" (orjson src/deserialize/pyobject.rs, get_unicode_key),
+# so a key allowed only "chat" could name another model. The gateway reads bodies with json.
+MODEL_HASH_TWIN = "elbciihbrtpbbfktystagllkshdvguvismfgodutfhucmbmwfroljgstduzufsow"
+
+
+def test_a_key_hashing_like_model_does_not_change_the_model_read(gateway, stub):
+    body = json.dumps({"model": "other", MODEL_HASH_TWIN: "chat", "messages": MESSAGES}).encode()
+    status, _, reply = raw(gateway, "/v1/chat/completions", body,
+                           headers={"Authorization": f"Bearer {KEYS['chat-only']}", "Content-Type": "application/json"})
+    assert status == 403
+    assert_openai_error(reply, "model_not_allowed")
+    assert stub.state.seen == []
+
+
 def test_unknown_model_is_404(gateway, stub):
     with pytest.raises(openai.NotFoundError) as caught:
         gateway.client().chat.completions.create(model="gpt-17", messages=MESSAGES)
