@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import time
+import urllib.request
+from collections.abc import Callable
 
 import httpx
 
@@ -50,9 +53,21 @@ def counted_since(gateway: GatewayProcess, before: tuple[float, float], expected
 
 def settled(gateway: GatewayProcess, model: str, client: str, quiet_s: float = 0.5) -> tuple[float, float]:
     """The counters once they stopped moving for `quiet_s` (a stream the client left is counted when it ends)."""
-    last, since = tokens(gateway, model, client), time.monotonic()
+    return steady(lambda: tokens(gateway, model, client), quiet_s)
+
+
+def steady(read: Callable[[], object], quiet_s: float = 0.5):
+    """What `read` returns once it stopped changing for `quiet_s`."""
+    last, since = read(), time.monotonic()
     while time.monotonic() - since < quiet_s:
         time.sleep(0.05)
-        if (now := tokens(gateway, model, client)) != last:
+        if (now := read()) != last:
             last, since = now, time.monotonic()
     return last
+
+
+def counter(server: VllmServer, name: str) -> float:
+    """A counter of vLLM's own /metrics, summed over its labels."""
+    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    return sum(float(value) for value in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M))

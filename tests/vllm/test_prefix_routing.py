@@ -3,12 +3,10 @@ replica whose prefix cache already holds the history (vLLM's own vllm:prefix_cac
 
 from __future__ import annotations
 
-import re
-import urllib.request
-
 import pytest
 
 from tests.gateway.harness import GatewayProcess, sha256
+from tests.vllm.helpers import counter
 from tests.vllm.server import CLIENT, CLIENT_KEY, MODEL, START_TIMEOUT_S, VLLM_KEY, VllmServer
 
 # Two servers start side by side in its fixture: more than the suite's default 180 s on a loaded machine.
@@ -16,12 +14,6 @@ pytestmark = [pytest.mark.vllm, pytest.mark.timeout(START_TIMEOUT_S + 120)]
 
 # Words of the tiny model's tokenizer corpus, so that a word is about one token.
 WORDS = "the quick brown fox jumps over the lazy dog hello world model token stream usage request response".split()
-
-
-def counter(server: VllmServer, name: str) -> float:
-    with urllib.request.urlopen(server.url + "/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    return sum(float(value) for value in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", text, re.M))
 
 
 def cache(servers: list[VllmServer]) -> list[tuple[float, float]]:
