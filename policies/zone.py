@@ -18,6 +18,7 @@ ZONE_LEVEL_TYPES = (
     "cloudflare:index/loadBalancerPool:LoadBalancerPool",
     "cloudflare:index/loadBalancerMonitor:LoadBalancerMonitor",
     "cloudflare:index/zeroTrustAccessApplication:ZeroTrustAccessApplication",
+    "cloudflare:index/certificatePack:CertificatePack",
 )
 # setting id -> accepted values
 REQUIRED_ZONE_SETTINGS = {"ssl": ("strict",), "always_use_https": ("on",), "min_tls_version": ("1.2", "1.3")}

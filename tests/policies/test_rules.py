@@ -42,6 +42,20 @@ def test_no_public_entry_allows_only_internal_ingress_classes():
     assert violations("no-public-entry", INGRESS, ingress, internalIngressClasses=["nginx"]) == []
 
 
+def test_no_public_entry_rejects_external_ips_and_the_nodes_own_ports():
+    exposed = {"kind": "Service", "metadata": {"name": "gw", "namespace": "llm-edge"},
+               "spec": {"type": "ClusterIP", "externalIPs": ["203.0.113.7"]}}
+    [message] = violations("no-public-entry", SERVICE, exposed)
+    assert "externalIPs" in message and "llm-edge/gw" in message
+    [message] = violations("no-public-entry", DEPLOYMENT, deployment([container()], hostNetwork=True))
+    assert "hostNetwork" in message
+    mapped = container(ports=[{"containerPort": 8080, "hostPort": 80}])
+    [message] = violations("no-public-entry", DEPLOYMENT, deployment([mapped]))
+    assert "hostPort 80" in message and "'app'" in message
+    plain = container(ports=[{"containerPort": 8080}])
+    assert violations("no-public-entry", DEPLOYMENT, deployment([plain], hostNetwork=False)) == []
+
+
 def test_requests_and_limits():
     assert violations("requests-and-limits", DEPLOYMENT, deployment([container()])) == []
     unbounded = container(resources={"requests": {"cpu": "1"}})
@@ -220,8 +234,10 @@ def test_preview_stacks_own_no_zone_resources_and_no_gpus():
     assert stack_violations("preview-disposable", [disposable, gateway]) == []
     gpu_pod = (DEPLOYMENT, deployment([container(resources=GPU)], labels=INFERENCE))
     ruleset = ("cloudflare:index/ruleset:Ruleset", {"phase": "http_ratelimit"})
-    messages = stack_violations("preview-disposable", [disposable, gpu_pod, ruleset, *zone_settings(ssl="strict")])
-    assert len(messages) == 3 and any("requests GPUs" in m for m in messages)
+    certificate = ("cloudflare:index/certificatePack:CertificatePack", {"hosts": ["example.com", "*.preview.example.com"]})
+    messages = stack_violations("preview-disposable", [disposable, gpu_pod, ruleset, certificate, *zone_settings(ssl="strict")])
+    assert len(messages) == 4 and any("requests GPUs" in m for m in messages)
+    assert any("CertificatePack" in m for m in messages)
     # Not a preview: the same resources are the zone owner's business.
     assert stack_violations("preview-disposable", [gpu_pod, ruleset]) == []
     assert len(stack_violations("preview-disposable", [gpu_pod, ruleset], previewStack=True)) == 2
