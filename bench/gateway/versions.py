@@ -1,6 +1,6 @@
 """CPU per request of gateway revisions side by side, with HAProxy and the bare Python proxy as references.
 
-    .venv/bin/python -m bench.gateway.versions REV [REV ...] [--rounds 8]   (about 10 s per target a round)
+    .venv/bin/python -m bench.gateway.versions REV [REV ...] [--rounds 8]   (about 5 s per target a round)
 
 Each REV is a git revision, checked out into a temporary worktree, or `.` for the working tree.
 Every revision's gateway, the bare proxy and HAProxy run at once in front of one bench upstream,
@@ -12,7 +12,8 @@ requests/s.
 For telling a regression from the machine: between machines the full benchmark's CPU per
 request moves by tens of percent, and its ratio to HAProxy's with it, while revisions compared in
 one run share the machine. A revision's gateway runs on this venv's packages, so revisions whose
-dependencies differ from today's may not start.
+dependencies differ from today's may not start; such a one fails the run as a start timeout (its
+output is not kept: start it by hand with `PYTHONPATH=<worktree> python -P -m gateway --config ...`).
 """
 
 from __future__ import annotations
@@ -49,7 +50,10 @@ def checkout(revision: str, directory: Path) -> Path:
     if revision == ".":
         return ROOT
     tree = directory / f"tree-{len(list(directory.glob('tree-*')))}"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), revision], check=True)
+    made = subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(tree), revision],
+                          capture_output=True, text=True)
+    if made.returncode:
+        raise SystemExit(f"cannot check out {revision!r}: {made.stderr.strip()} (a commit, tag or branch of this repository)")
     return tree
 
 
@@ -67,8 +71,10 @@ def measure(targets: dict[str, tuple[str, int]], rounds: int, script: Path) -> d
     names = list(targets)
     for number in range(rounds):
         print(f"round {number + 1} of {rounds}...", flush=True)
+        # Rotated, and reversed every other round: no target always follows the same neighbour.
         shift = number % len(names)
-        for name in names[shift:] + names[:shift]:
+        order = names[shift:] + names[:shift]
+        for name in order if number % 2 == 0 else order[::-1]:
             url, pid = targets[name]
             wrk(url + "/v1/chat/completions", 8, 1, script)  # warm-up
             before = cpu_seconds(pid)
@@ -103,8 +109,10 @@ def main() -> int:
         directory = Path(tmp)
         script = directory / "post.lua"
         script.write_text(WRK_SCRIPT)
-        trees = {revision: checkout(revision, directory) for revision in dict.fromkeys(args.revisions)}
+        trees: dict[str, Path] = {}
         try:
+            for revision in dict.fromkeys(args.revisions):
+                trees[revision] = checkout(revision, directory)  # recorded at once, so a later failure removes it
             upstream_url, _ = start_upstream(processes)
             port = free_port()
             haproxy = start(["haproxy", "-db", "-f", str(haproxy_config(directory, port, upstream_url))],
