@@ -52,12 +52,34 @@ def _cloudflared_no_autoupdate(args, report_violation):
             )
 
 
-def _tolerates(spec, resource_name: str) -> bool:
+def _tolerates(spec, taint: dict) -> bool:
+    """Whether a toleration of the pod matches the taint, as the scheduler matches them
+    (https://kubernetes.io/docs/concepts/scheduling-eviction/taint-and-toleration/): the same key
+    (or an empty key with Exists: every taint), the same effect (or none: every effect), and
+    Exists, or Equal with the same value. A taint given without a value or effect may have any:
+    only a toleration that matches whatever it is counts."""
     for toleration in spec.get("tolerations") or []:
-        key, operator = toleration.get("key"), toleration.get("operator", "Equal")
-        if key == resource_name or (key in (None, "") and operator == "Exists"):
+        key, operator = toleration.get("key") or "", toleration.get("operator") or "Equal"
+        if key != taint["key"] and not (key == "" and operator == "Exists"):
+            continue
+        effect = toleration.get("effect") or ""
+        if effect and effect != taint.get("effect"):
+            continue
+        if operator == "Exists" or (taint.get("value") is not None and toleration.get("value") == taint["value"]):
             return True
     return False
+
+
+def _gpu_pools(configured: list, resource_name: str) -> list[list[dict]]:
+    """The taints of each kind of GPU node a pod may be meant for: the usual convention, a
+    NoSchedule taint keyed by the resource name of any value (for example
+    nvidia.com/gpu=true:NoSchedule), and the node pools configured (gpuNodeTaints)."""
+    return [[{"key": resource_name, "effect": "NoSchedule"}], *configured]
+
+
+def _describe(taint: dict) -> str:
+    value = f"={taint['value']}" if taint.get("value") is not None else ""
+    return f"{taint['key']}{value}" + (f":{taint['effect']}" if taint.get("effect") else "")
 
 
 def _gpu_scheduling(args, report_violation):
@@ -76,10 +98,12 @@ def _gpu_scheduling(args, report_violation):
             "only model servers may hold GPUs."
         )
     for resource_name in sorted(requested):
-        if not _tolerates(spec, resource_name):
+        pools = _gpu_pools(args.get_config().get("gpuNodeTaints") or [], resource_name)
+        if not any(all(_tolerates(spec, taint) for taint in pool) for pool in pools):
+            described = " or ".join(", ".join(_describe(t) for t in pool) for pool in pools)
             report_violation(
-                f"{name} requests {resource_name} but does not tolerate the {resource_name} taint of the GPU nodes: "
-                "its pods would stay Pending."
+                f"{name} requests {resource_name} but does not tolerate the taints of any GPU node pool ({described}): "
+                "its pods would stay Pending. Other node pools' taints are this policy's gpuNodeTaints."
             )
 
 
@@ -109,7 +133,8 @@ cloudflared_no_autoupdate = ResourceValidationPolicy(
 )
 gpu_scheduling = ResourceValidationPolicy(
     name="gpu-scheduling",
-    description="GPU pods request GPUs and tolerate their vendor's taint; other pods request no GPU.",
+    description="GPU pods request GPUs and tolerate the taints of a GPU node pool (the vendor's resource name, or "
+                "gpuNodeTaints); other pods request no GPU.",
     enforcement_level=EnforcementLevel.MANDATORY,
     config_schema=PolicyConfigSchema(
         properties={
@@ -118,7 +143,28 @@ gpu_scheduling = ResourceValidationPolicy(
                 "pattern": "^[^=]+=.*$",
                 "default": "app.kubernetes.io/component=inference",
                 "description": "label=value marking pods that are GPU workloads",
-            }
+            },
+            "gpuNodeTaints": {
+                "type": "array",
+                "default": [],
+                "description": "the taints of each GPU node pool beyond the usual <resource name>:NoSchedule, one list "
+                               "per pool, as clusters.<name>.gpu.taints (e.g. AKS's [{key: sku, value: gpu, effect: "
+                               "NoSchedule}]): a GPU pod must tolerate every taint of one pool",
+                "items": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "object",
+                        "required": ["key"],
+                        "additionalProperties": False,
+                        "properties": {
+                            "key": {"type": "string", "minLength": 1},
+                            "value": {"type": ["string", "null"]},
+                            "effect": {"enum": ["NoSchedule", "PreferNoSchedule", "NoExecute"]},
+                        },
+                    },
+                },
+            },
         }
     ),
     validate=_gpu_scheduling,

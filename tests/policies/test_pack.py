@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import subprocess
 import sys
 
 import pytest
+import yaml
 from pulumi_policy import EnforcementLevel
 
 from offline.engine import ROOT, StackRun
@@ -17,6 +19,7 @@ from tests.conftest import stack_run
 from tests.variants import PROD_SHARED_LIMITS_IN_CLUSTER_OVERRIDES, VARIANTS
 
 UNSAFE_STACK = ROOT / "tests" / "policies" / "unsafe" / "Pulumi.unsafe.yaml"
+PROD_CLUSTERS = yaml.safe_load((ROOT / "Pulumi.prod.yaml").read_text())["config"]["llm-edge:clusters"]
 
 
 def policy_settings(stack: str):
@@ -41,6 +44,23 @@ def test_enforcement_is_set_per_stack():
     assert (dev["secrets-recovery-window"].config["minimumDays"], prod["secrets-recovery-window"].config["minimumDays"]) == (0, 7)
     assert preview["preview-disposable"].config["previewStack"] is True
     assert prod["gpu-scheduling"].config["gpuWorkloadLabel"] == "app.kubernetes.io/component=inference"
+
+
+AKS_GPU_TAINTS = [{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]
+
+
+def test_a_clusters_own_gpu_taints_pass_once_the_policy_config_names_them():
+    # green's GPU pool tainted as AKS documents (sku=gpu:NoSchedule): its vLLM pods tolerate that
+    # taint, not amd.com/gpu, and gpu-scheduling is told the pool's taints in the policy config.
+    clusters = copy.deepcopy(PROD_CLUSTERS)
+    clusters["green"]["gpu"]["taints"] = AKS_GPU_TAINTS
+    run = stack_run("prod", {"clusters": clusters})
+    refused = [v for v in runner.evaluate(run, policy_settings("prod")) if v.rule == "gpu-scheduling"]
+    assert len(refused) == 2 and all("amd.com/gpu" in v.message and "green" in v.resource for v in refused)
+    told = {**runner.load_policy_config(runner.config_path("prod")), "gpu-scheduling": {"gpuNodeTaints": [AKS_GPU_TAINTS]}}
+    assert [str(v) for v in runner.evaluate(run, runner.settings(POLICIES, told)) if v.rule == "gpu-scheduling"] == []
+    with pytest.raises(runner.PolicyConfigError, match="gpu-scheduling"):
+        runner.settings(POLICIES, {"gpu-scheduling": {"gpuNodeTaints": [[{"value": "gpu"}]]}})
 
 
 def test_policy_config_mistakes_are_named():

@@ -115,10 +115,35 @@ def test_gpu_pods_request_gpus_and_tolerate_the_vendor_taint():
     assert violations("gpu-scheduling", DEPLOYMENT, good) == []
     wrong_vendor = deployment([container(resources=GPU)], labels=INFERENCE, tolerations=[{"key": "amd.com/gpu", "operator": "Exists"}])
     [message] = violations("gpu-scheduling", DEPLOYMENT, wrong_vendor)
-    assert "does not tolerate the nvidia.com/gpu taint" in message
+    assert "does not tolerate the taints of any GPU node pool (nvidia.com/gpu:NoSchedule)" in message
     no_gpu = deployment([container()], labels=INFERENCE)
     [message] = violations("gpu-scheduling", DEPLOYMENT, no_gpu)
     assert "requests no GPU" in message
+
+
+def test_gpu_tolerations_match_a_pools_taints_as_the_scheduler_does():
+    aks = [[{"key": "sku", "value": "gpu", "effect": "NoSchedule"}]]
+    tolerates_aks = [{"key": "sku", "operator": "Equal", "value": "gpu", "effect": "NoSchedule"}]
+    pod = deployment([container(resources=GPU)], labels=INFERENCE, tolerations=tolerates_aks)
+    assert violations("gpu-scheduling", DEPLOYMENT, pod, gpuNodeTaints=aks) == []
+    [message] = violations("gpu-scheduling", DEPLOYMENT, pod)  # only the usual nvidia.com/gpu:NoSchedule
+    assert "does not tolerate the taints of any GPU node pool (nvidia.com/gpu:NoSchedule)" in message
+    # Right key, but a value or an effect the taint does not have: it tolerates nothing.
+    for wrong in ({"key": "sku", "operator": "Equal", "value": "cpu", "effect": "NoSchedule"},
+                  {"key": "sku", "operator": "Exists", "effect": "NoExecute"}):
+        pod = deployment([container(resources=GPU)], labels=INFERENCE, tolerations=[wrong])
+        [message] = violations("gpu-scheduling", DEPLOYMENT, pod, gpuNodeTaints=aks)
+        assert "(nvidia.com/gpu:NoSchedule or sku=gpu:NoSchedule)" in message
+    # A pool of two taints needs both tolerated.
+    two = [[{"key": "sku", "value": "gpu", "effect": "NoSchedule"}, {"key": "dedicated", "effect": "NoExecute"}]]
+    assert len(violations("gpu-scheduling", DEPLOYMENT, deployment([container(resources=GPU)], labels=INFERENCE,
+                                                                   tolerations=tolerates_aks), gpuNodeTaints=two)) == 1
+    # The usual taint has any value: Exists tolerates it, an Equal naming some value may not.
+    equal = [{"key": "nvidia.com/gpu", "operator": "Equal", "value": "nope", "effect": "NoExecute"}]
+    assert len(violations("gpu-scheduling", DEPLOYMENT, deployment([container(resources=GPU)], labels=INFERENCE,
+                                                                   tolerations=equal))) == 1
+    everything = deployment([container(resources=GPU)], labels=INFERENCE, tolerations=[{"operator": "Exists"}])
+    assert violations("gpu-scheduling", DEPLOYMENT, everything, gpuNodeTaints=aks) == []
 
 
 def test_pods_that_are_not_gpu_workloads_request_none():
