@@ -13,6 +13,7 @@ import json
 import runpy
 import sys
 import threading
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,10 @@ def _mock_state(args) -> dict[str, Any]:
         state.update(hex=seed[: 2 * int(args.inputs.get("byteLength", 4))])
     elif token == "random:index/randomPassword:RandomPassword":
         state["result"] = "p" * int(args.inputs.get("length", 32))
+    elif token == "aws:secretsmanager/secretVersion:SecretVersion":
+        # AWS gives every new value a new VersionId: here one derived from the value.
+        value = json.dumps([args.inputs.get("secretString"), args.inputs.get("secretBinary")], default=str)
+        state["versionId"] = str(uuid.UUID(hashlib.sha256(value.encode()).hexdigest()[:32]))
     elif token == "aws:secretsmanager/secret:Secret":
         state["arn"] = f"arn:aws:secretsmanager:{MOCK_REGION}:{MOCK_ACCOUNT}:secret:{args.inputs['name']}-{_stable_id(args.name)[:6]}"
     elif token == "aws:iam/role:Role":

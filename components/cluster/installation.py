@@ -137,6 +137,7 @@ class ClusterInstallation(pulumi.ComponentResource):
                 tolerated_taints=cluster.tolerated_taints,
                 token=TUNNEL_TOKEN,
                 depends_on=self.secrets.ready,
+                secrets_version=self.secrets.fingerprint([TUNNEL_TOKEN]),
             ),
             in_cluster,
         )
@@ -152,6 +153,9 @@ class ClusterInstallation(pulumi.ComponentResource):
                     hugging_face_token=HUGGING_FACE_TOKEN if HUGGING_FACE_TOKEN in delivered else None,
                     depends_on=self.secrets.ready,
                     tunnel_keep_alive_seconds=config.tunnel.keep_alive_timeout_seconds,
+                    # Not the Hugging Face token: vLLM uses it only to download weights, and a
+                    # restart reloads them (docs/key-rotation.md).
+                    secrets_version=self.secrets.fingerprint([VLLM_API_KEY]),
                 ),
                 in_cluster,
             )
@@ -169,6 +173,7 @@ class ClusterInstallation(pulumi.ComponentResource):
                     password=LIMIT_STORE_PASSWORD,
                     tolerated_taints=cluster.tolerated_taints,
                     depends_on=self.secrets.ready,
+                    secrets_version=self.secrets.fingerprint([LIMIT_STORE_PASSWORD]),
                 ),
                 in_cluster,
             )
@@ -185,6 +190,9 @@ class ClusterInstallation(pulumi.ComponentResource):
                     depends_on=self.secrets.ready,
                     origin_keep_alive_timeout_seconds=config.tunnel.keep_alive_timeout_seconds,
                     shared_limits=self._shared_limits(config, cluster.namespace),
+                    # Every credential it reads: the vLLM key, key hashes, backend keys, the store's.
+                    secrets_version=self.secrets.fingerprint(
+                        [key for key in delivered if key not in (TUNNEL_TOKEN, HUGGING_FACE_TOKEN)]),
                 ),
                 in_cluster,
             )

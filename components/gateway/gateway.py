@@ -25,6 +25,7 @@ from components.kube import (
     http_probe,
     non_root_pod_security,
     object_labels,
+    pod_metadata,
     resource_requirements,
     rolling_deployment_spec,
     secret_env,
@@ -83,6 +84,7 @@ class GatewayArgs:
     # How long cloudflared keeps an idle connection to the gateway (the tunnel's keepAliveTimeout).
     origin_keep_alive_timeout_seconds: int
     shared_limits: SharedLimitsWiring | None = None
+    secrets_version: pulumi.Input[str] | None = None
 
 
 LIMIT_STORE_URL_ENV = "LIMIT_STORE_URL"
@@ -199,11 +201,9 @@ class ApiGateway(pulumi.ComponentResource):
                     selector=self.selector,
                     max_surge=1,
                     max_unavailable=0,
-                    pod_metadata=k8s.meta.v1.ObjectMetaArgs(
-                        labels=labels,
-                        # A new config rolls the pods; the gateway reads its config only at start-up.
-                        annotations={"llm-edge.dev/config-sha256": hashlib.sha256(config_text.encode()).hexdigest()},
-                    ),
+                    # A new config rolls the pods; the gateway reads its config only at start-up.
+                    pod_metadata=pod_metadata(labels, args.secrets_version, {
+                        "llm-edge.dev/config-sha256": hashlib.sha256(config_text.encode()).hexdigest()}),
                     pod_spec=k8s.core.v1.PodSpecArgs(
                         containers=[container],
                         volumes=[

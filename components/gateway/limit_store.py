@@ -21,6 +21,7 @@ from components.kube import (
     hardened_container_security,
     non_root_pod_security,
     object_labels,
+    pod_metadata,
     resource_requirements,
     rolling_deployment_spec,
     secret_env,
@@ -48,6 +49,7 @@ class LimitStoreArgs:
     password: SecretKey
     tolerated_taints: list[Taint]
     depends_on: list[pulumi.Resource]
+    secrets_version: pulumi.Input[str] | None = None
 
 
 class LimitStore(pulumi.ComponentResource):
@@ -86,7 +88,7 @@ class LimitStore(pulumi.ComponentResource):
                     selector=self.selector,
                     max_surge=1,
                     max_unavailable=0,
-                    pod_metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    pod_metadata=pod_metadata(labels, args.secrets_version),
                     pod_spec=k8s.core.v1.PodSpecArgs(
                         containers=[container],
                         volumes=[k8s.core.v1.VolumeArgs(

@@ -21,6 +21,7 @@ from components.kube import (
     http_probe,
     non_root_pod_security,
     object_labels,
+    pod_metadata,
     resource_requirements,
     rolling_deployment_spec,
     secret_env,
@@ -67,6 +68,7 @@ class VllmServerArgs:
     depends_on: list[pulumi.Resource]
     # How long the tunnel keeps an idle connection to its origins (originRequest.keepAliveTimeout).
     tunnel_keep_alive_seconds: int = 90
+    secrets_version: pulumi.Input[str] | None = None
 
 
 def origin_keep_alive_seconds(proxy_keep_alive_seconds: int) -> int:
@@ -186,7 +188,7 @@ class VllmServer(pulumi.ComponentResource):
                     # GPUs are scarce: stop one old pod before starting its replacement.
                     max_surge=0,
                     max_unavailable=1,
-                    pod_metadata=k8s.meta.v1.ObjectMetaArgs(labels=labels),
+                    pod_metadata=pod_metadata(labels, args.secrets_version),
                     pod_spec=k8s.core.v1.PodSpecArgs(
                         containers=[container],
                         volumes=volumes,

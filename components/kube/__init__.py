@@ -6,12 +6,14 @@ and Deployment builders that keep the hardening in one place.
 
 from components.kube.labels import PART_OF, object_labels, selector_labels
 from components.kube.workload import (
+    SECRETS_VERSION_ANNOTATION,
     SecretKey,
     cluster_service,
     disruption_budget,
     hardened_container_security,
     http_probe,
     non_root_pod_security,
+    pod_metadata,
     resource_requirements,
     rolling_deployment_spec,
     secret_env,
@@ -20,7 +22,8 @@ from components.kube.workload import (
 )
 
 __all__ = [
-    "PART_OF", "SecretKey", "cluster_service", "disruption_budget", "hardened_container_security", "http_probe", "non_root_pod_security",
-    "object_labels", "resource_requirements", "rolling_deployment_spec", "secret_env", "selector_labels",
+    "PART_OF", "SECRETS_VERSION_ANNOTATION", "SecretKey",
+    "cluster_service", "disruption_budget", "hardened_container_security", "http_probe", "non_root_pod_security",
+    "object_labels", "pod_metadata", "resource_requirements", "rolling_deployment_spec", "secret_env", "selector_labels",
     "spread_across_nodes", "tolerations",
 ]

@@ -23,6 +23,20 @@ class SecretKey:
     key: str
 
 
+# A fingerprint of the versions of the secrets a pod reads from its environment. A container reads
+# its environment once, at start, and Kubernetes restarts no pod when a Secret changes; a new
+# fingerprint changes the pod template, which rolls the Deployment
+# (https://kubernetes.io/docs/concepts/workloads/controllers/deployment/#updating-a-deployment).
+SECRETS_VERSION_ANNOTATION = "llm-edge.dev/secrets-version"
+
+
+def pod_metadata(labels: dict[str, str], secrets_version: pulumi.Input[str] | None,
+                 annotations: dict[str, pulumi.Input[str]] | None = None) -> k8s.meta.v1.ObjectMetaArgs:
+    """A pod template's metadata: its labels, and the secrets' fingerprint when there is one."""
+    annotations = {**(annotations or {}), **({SECRETS_VERSION_ANNOTATION: secrets_version} if secrets_version else {})}
+    return k8s.meta.v1.ObjectMetaArgs(labels=labels, annotations=annotations or None)
+
+
 def secret_env(name: str, ref: SecretKey) -> k8s.core.v1.EnvVarArgs:
     """An environment variable read from a Secret, so the value never appears in the pod spec."""
     return k8s.core.v1.EnvVarArgs(

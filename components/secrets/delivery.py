@@ -9,7 +9,9 @@ and nothing else.
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,7 +19,7 @@ import pulumi
 import pulumi_aws as aws
 import pulumi_kubernetes as k8s
 
-from components.kube import object_labels
+from components.kube import SecretKey, object_labels
 from components.secrets.vault import SecretRef
 
 ESO_API_VERSION = "external-secrets.io/v1"
@@ -49,6 +51,18 @@ class SecretDelivery(pulumi.ComponentResource):
         self._name, self._args = name, args
         self.ready = self._direct() if args.mode == "direct" else self._external()
         self.register_outputs({})
+
+    def fingerprint(self, keys: Sequence[SecretKey]) -> pulumi.Output[str] | None:
+        """What a pod template carries so that a new value of any of these keys restarts its pods:
+        a hash of the AWS versions behind them (names only, no secret material). With direct
+        delivery Pulumi writes the new value before the Deployment changes. None with
+        external-secrets: the operator copies a new value on its own schedule (refreshInterval),
+        after `pulumi up`, and pods restarted before it would start with the old value."""
+        if self._args.mode != "direct" or not keys:
+            return None
+        versions = [self._args.secrets[key.secret_name][key.key].version for key in keys]
+        return pulumi.Output.all(*versions).apply(
+            lambda found: hashlib.sha256("\n".join(sorted(map(str, found))).encode()).hexdigest()[:16])
 
     def _metadata(self, secret_name: str) -> k8s.meta.v1.ObjectMetaArgs:
         return k8s.meta.v1.ObjectMetaArgs(

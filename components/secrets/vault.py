@@ -25,6 +25,10 @@ class SecretRef:
     value: pulumi.Input[str]
     # For a JSON secret: the property holding this value.
     property: str | None = None
+    # The AWS version holding the value: Secrets Manager gives every new value a new VersionId
+    # ("When you update the secret value, Secrets Manager creates a new version":
+    # https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_PutSecretValue.html).
+    version: pulumi.Input[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class SecretVault(pulumi.ComponentResource):
     def __init__(self, name: str, args: SecretVaultArgs, opts: pulumi.ResourceOptions | None = None):
         super().__init__("llm-edge:secrets:SecretVault", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
-        self.names, self.arns, self._values = {}, {}, {}
+        self.names, self.arns, self._values, self._versions = {}, {}, {}, {}
         for key, entry in args.entries.items():
             full_name = key.full_name(args.prefix)
             secret = aws.secretsmanager.Secret(
@@ -58,7 +62,7 @@ class SecretVault(pulumi.ComponentResource):
                 ),
                 child,
             )
-            aws.secretsmanager.SecretVersion(
+            version = aws.secretsmanager.SecretVersion(
                 f"{name}-{key.slug}-value",
                 aws.secretsmanager.SecretVersionArgs(
                     secret_id=secret.id, secret_string=pulumi.Output.secret(entry.value)
@@ -68,6 +72,7 @@ class SecretVault(pulumi.ComponentResource):
             self.names[key] = full_name
             self.arns[key] = secret.arn
             self._values[key] = entry.value
+            self._versions[key] = version.version_id
         self.register_outputs({"arns": self.arns_by_path})
 
     @property
@@ -77,4 +82,5 @@ class SecretVault(pulumi.ComponentResource):
 
     def ref(self, key: VaultKey, property: str | None = None, value: pulumi.Input[str] | None = None) -> SecretRef:
         """A reference to an entry; for a JSON entry, to one property of it (with that property's value)."""
-        return SecretRef(self.names[key], self.arns[key], self._values[key] if value is None else value, property)
+        return SecretRef(self.names[key], self.arns[key], self._values[key] if value is None else value, property,
+                         self._versions[key])

@@ -21,6 +21,7 @@ from components.kube import (
     http_probe,
     non_root_pod_security,
     object_labels,
+    pod_metadata,
     resource_requirements,
     rolling_deployment_spec,
     secret_env,
@@ -45,6 +46,7 @@ class CloudflaredConnectorArgs:
     tolerated_taints: list[Taint]
     token: SecretKey
     depends_on: list[pulumi.Resource]
+    secrets_version: pulumi.Input[str] | None = None
 
 
 class CloudflaredConnector(pulumi.ComponentResource):
@@ -78,7 +80,7 @@ class CloudflaredConnector(pulumi.ComponentResource):
                     selector=self.selector,
                     max_surge=1,
                     max_unavailable=0,
-                    pod_metadata=k8s.meta.v1.ObjectMetaArgs(labels=object_labels(APP, args.instance, "connector")),
+                    pod_metadata=pod_metadata(object_labels(APP, args.instance, "connector"), args.secrets_version),
                     pod_spec=k8s.core.v1.PodSpecArgs(
                         containers=[container],
                         automount_service_account_token=False,
