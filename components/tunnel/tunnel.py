@@ -69,8 +69,12 @@ class InferenceTunnel(pulumi.ComponentResource):
         secret = random.RandomBytes(f"{name}-secret", random.RandomBytesArgs(length=SECRET_BYTES), child)
         # Tunnel names are unique per account ("409 Conflict ... code 1013: You already have a tunnel
         # with this name", pulumi/pulumi-cloudflare#1440), and a replacement creates the new tunnel
-        # before deleting the old one. A suffix that changes with what forces a replacement (the
-        # account, the config source, the secret) gives every generation a name of its own.
+        # before deleting the old one. A suffix that changes with what forces a replacement gives
+        # every generation a name of its own: the account and the config source, the only
+        # attributes the provider replaces a tunnel for (terraform-provider-cloudflare,
+        # internal/services/zero_trust_tunnel_cloudflared/schema.go: RequiresReplace). A new secret
+        # is an in-place edit (same tunnel, new token); the secret's length stays among the keepers
+        # only so that existing tunnels keep their names.
         generation = random.RandomId(
             f"{name}-generation",
             random.RandomIdArgs(
