@@ -26,9 +26,6 @@ def _no_public_entry(args, report_violation):
                 f"Service {object_name(args.props)} has externalIPs: nodes accept its ports on those addresses from "
                 "outside the cluster. Remove them; public traffic arrives through the Cloudflare Tunnel."
             )
-    spec = pod_spec(args.resource_type, args.props)
-    if spec is not None:
-        _no_host_ports(spec, object_name(args.props), report_violation)
     elif args.resource_type == INGRESS:
         allowed = args.get_config().get("internalIngressClasses", [])
         ingress_class = dig(args.props, "spec", "ingressClassName") or dig(
@@ -40,6 +37,9 @@ def _no_public_entry(args, report_violation):
                 f"({', '.join(allowed) or 'none configured'}): public traffic must arrive through the Cloudflare Tunnel. "
                 "Remove the Ingress, or list the class under internalIngressClasses if it only serves the private network."
             )
+    spec = pod_spec(args.resource_type, args.props)
+    if spec is not None:
+        _no_host_ports(spec, object_name(args.props), report_violation)
 
 
 def _no_host_ports(spec, name: str, report_violation) -> None:
