@@ -239,11 +239,30 @@ def gateway_config(directory: Path, models: dict, store_url: str | None = None) 
     return path
 
 
-def start_gateway(config: Path, processes: list[subprocess.Popen], env: dict | None = None) -> tuple[str, int]:
+def start_gateway(config: Path, processes: list[subprocess.Popen], env: dict | None = None,
+                  source: Path | None = None) -> tuple[str, int]:
+    """The gateway of this tree, or of `source` (another checkout: bench/gateway/versions.py)."""
     port = json.loads(config.read_text())["listen"].rsplit(":", 1)[1]
-    gateway = start([sys.executable, "-m", "gateway", "--config", str(config)], f"http://127.0.0.1:{port}",
-                    "/healthz", processes, env=env)
+    command = [sys.executable, "-m", "gateway", "--config", str(config)]
+    if source is not None:
+        # -P: the tree on PYTHONPATH comes first, not the benchmark's working directory.
+        command = ["env", f"PYTHONPATH={source}", sys.executable, "-P", *command[1:]]
+    gateway = start(command, f"http://127.0.0.1:{port}", "/healthz", processes, env=env)
     return f"http://127.0.0.1:{port}", gateway.pid
+
+
+def start_floor(upstream_url: str, processes: list[subprocess.Popen]) -> tuple[str, int]:
+    port = free_port()
+    floor = start([sys.executable, "-m", "bench.gateway.floor_proxy", str(port), upstream_url,
+                   hashlib.sha256(KEY.encode()).hexdigest()], f"http://127.0.0.1:{port}", "/healthz", processes)
+    return f"http://127.0.0.1:{port}", floor.pid
+
+
+def start_haproxy(directory: Path, upstream_url: str, processes: list[subprocess.Popen]) -> tuple[str, int]:
+    port = free_port()
+    haproxy = start(["haproxy", "-db", "-f", str(haproxy_config(directory, port, upstream_url))],
+                    f"http://127.0.0.1:{port}", None, processes)
+    return f"http://127.0.0.1:{port}", haproxy.pid
 
 
 def start_store(port: int, directory: Path, processes: list[subprocess.Popen]) -> int:
@@ -357,15 +376,8 @@ def main() -> int:
             gateways, store_pid = start_limit_gateways(directory, upstream_url, processes)
             targets_up += [(GATEWAY, *gateways[GATEWAY]), (SHARED, *gateways[SHARED])]
 
-            port = free_port()
-            floor = start([sys.executable, "-m", "bench.gateway.floor_proxy", str(port), upstream_url,
-                           hashlib.sha256(KEY.encode()).hexdigest()], f"http://127.0.0.1:{port}", "/healthz", processes)
-            targets_up.append((FLOOR, f"http://127.0.0.1:{port}", floor.pid))
-
-            port = free_port()
-            haproxy = start(["haproxy", "-db", "-f", str(haproxy_config(directory, port, upstream_url))],
-                            f"http://127.0.0.1:{port}", None, processes)
-            targets_up.append(("HAProxy", f"http://127.0.0.1:{port}", haproxy.pid))
+            targets_up.append((FLOOR, *start_floor(upstream_url, processes)))
+            targets_up.append(("HAProxy", *start_haproxy(directory, upstream_url, processes)))
 
             # Requests, target by target; then the stream rounds, interleaved.
             for name, url, pid in targets_up:

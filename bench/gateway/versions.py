@@ -19,7 +19,6 @@ output is not kept: start it by hand with `PYTHONPATH=<worktree> python -P -m ga
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import statistics
 import subprocess
@@ -28,16 +27,15 @@ import tempfile
 from pathlib import Path
 
 from .__main__ import (
-    KEY,
     LOADGEN_CORE,
     ROOT,
     WRK_SCRIPT,
     bench_models,
     cpu_seconds,
-    free_port,
     gateway_config,
-    haproxy_config,
-    start,
+    start_floor,
+    start_gateway,
+    start_haproxy,
     start_upstream,
     stop,
     wrk,
@@ -55,15 +53,6 @@ def checkout(revision: str, directory: Path) -> Path:
     if made.returncode:
         raise SystemExit(f"cannot check out {revision!r}: {made.stderr.strip()} (a commit, tag or branch of this repository)")
     return tree
-
-
-def start_revision(tree: Path, directory: Path, upstream_url: str, processes: list[subprocess.Popen]) -> tuple[str, int]:
-    config = gateway_config(directory, bench_models(upstream_url))
-    port = config.name.removeprefix("gateway-").removesuffix(".json")
-    # -P: the tree on PYTHONPATH comes first, not the benchmark's working directory.
-    gateway = start(["env", f"PYTHONPATH={tree}", sys.executable, "-P", "-m", "gateway", "--config", str(config)],
-                    f"http://127.0.0.1:{port}", "/healthz", processes)
-    return f"http://127.0.0.1:{port}", gateway.pid
 
 
 def measure(targets: dict[str, tuple[str, int]], rounds: int, script: Path) -> dict[str, list[dict]]:
@@ -114,17 +103,12 @@ def main() -> int:
             for revision in dict.fromkeys(args.revisions):
                 trees[revision] = checkout(revision, directory)  # recorded at once, so a later failure removes it
             upstream_url, _ = start_upstream(processes)
-            port = free_port()
-            haproxy = start(["haproxy", "-db", "-f", str(haproxy_config(directory, port, upstream_url))],
-                            f"http://127.0.0.1:{port}", None, processes)
-            targets = {HAPROXY: (f"http://127.0.0.1:{port}", haproxy.pid)}
-            port = free_port()
-            floor = start([sys.executable, "-m", "bench.gateway.floor_proxy", str(port), upstream_url,
-                           hashlib.sha256(KEY.encode()).hexdigest()], f"http://127.0.0.1:{port}", "/healthz", processes)
-            targets[FLOOR] = (f"http://127.0.0.1:{port}", floor.pid)
+            targets = {HAPROXY: start_haproxy(directory, upstream_url, processes),
+                       FLOOR: start_floor(upstream_url, processes)}
             for revision, tree in trees.items():
                 name = "working tree" if revision == "." else f"gateway {revision}"
-                targets[name] = start_revision(tree, directory, upstream_url, processes)
+                targets[name] = start_gateway(gateway_config(directory, bench_models(upstream_url)), processes,
+                                              source=tree)
             samples = measure(targets, args.rounds, script)
         finally:
             for process in reversed(processes):
