@@ -6,16 +6,14 @@ changes the template and rolls the Deployment."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 
 from components.kube import SECRETS_VERSION_ANNOTATION
+from offline.engine import ROOT
 from tests.conftest import stack_run
 from tests.helpers import objects
 from tests.variants import EXTERNAL_SECRETS_OVERRIDES
 
-ROOT = Path(__file__).resolve().parents[3]
 DEV_GATEWAY = yaml.safe_load((ROOT / "Pulumi.dev.yaml").read_text())["config"]["llm-edge:gateway"]
 
 
